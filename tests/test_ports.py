@@ -1,0 +1,206 @@
+"""Port mappings, their JSON, the slirp4netns API expansion and podman's -p syntax."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyslirp.errors import PortMappingError
+from pyslirp.ports import PortMapping, parse_publish, slirp4netns_hostfwd_args
+
+
+def test_defaults_are_tcp_all_addresses_one_port() -> None:
+    mapping = PortMapping(container_port=80, host_port=8080)
+    assert (mapping.host_ip, mapping.range, mapping.protocol) == ("", 1, "tcp")
+
+
+def test_fields_are_keyword_only_and_frozen() -> None:
+    with pytest.raises(TypeError):
+        PortMapping(80, 8080)  # type: ignore[misc]
+    mapping = PortMapping(container_port=80, host_port=8080)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        mapping.host_port = 1  # type: ignore[misc]
+
+
+def test_to_json_has_podmans_keys_exactly() -> None:
+    mapping = PortMapping(
+        container_port=80, host_port=8080, host_ip="127.0.0.1", range=3, protocol="tcp,udp"
+    )
+    assert mapping.to_json() == {
+        "host_ip": "127.0.0.1",
+        "container_port": 80,
+        "host_port": 8080,
+        "range": 3,
+        "protocol": "tcp,udp",
+    }
+
+
+def test_range_zero_means_one() -> None:
+    mapping = PortMapping(container_port=80, host_port=8080, range=0)
+    assert mapping.range == 1
+    assert mapping.to_json()["range"] == 1
+    assert mapping == PortMapping(container_port=80, host_port=8080)
+
+
+def test_protocols_splits_the_comma_list() -> None:
+    mapping = PortMapping(container_port=1, host_port=1, protocol="udp,tcp,sctp")
+    assert mapping.protocols == ("udp", "tcp", "sctp")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"container_port": 0, "host_port": 1}, "container_port 0"),
+        ({"container_port": 65536, "host_port": 1}, "container_port 65536"),
+        ({"container_port": 1, "host_port": -1}, "host_port -1"),
+        ({"container_port": 1, "host_port": True}, "host_port True"),
+        ({"container_port": "80", "host_port": 1}, "container_port '80'"),
+        ({"container_port": 1, "host_port": 65535, "range": 2}, "host_port 65535 with range 2"),
+        ({"container_port": 65530, "host_port": 1, "range": 7}, "container_port 65530"),
+        ({"container_port": 1, "host_port": 1, "range": -1}, "range -1"),
+        ({"container_port": 1, "host_port": 1, "range": 65536}, "range 65536"),
+        ({"container_port": 1, "host_port": 1, "protocol": ""}, 'protocol ""'),
+        ({"container_port": 1, "host_port": 1, "protocol": "TCP"}, 'protocol "TCP"'),
+        ({"container_port": 1, "host_port": 1, "protocol": "tcp,"}, 'protocol "tcp,"'),
+        ({"container_port": 1, "host_port": 1, "protocol": "icmp"}, 'protocol "icmp"'),
+        ({"container_port": 1, "host_port": 1, "protocol": "tcp,tcp"}, "listed twice"),
+        ({"container_port": 1, "host_port": 1, "host_ip": "localhost"}, "host_ip 'localhost'"),
+        ({"container_port": 1, "host_port": 1, "host_ip": "fe80::1%lo"}, "host_ip 'fe80::1%lo'"),
+        ({"container_port": 1, "host_port": 1, "host_ip": "[::1]"}, "host_ip '[::1]'"),
+    ],
+)
+def test_bad_mapping_raises_port_mapping_error_naming_the_value(
+    kwargs: dict[str, object], named: str
+) -> None:
+    with pytest.raises(PortMappingError) as info:
+        PortMapping(**kwargs)  # type: ignore[arg-type]
+    assert named in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_last_port_of_a_range_may_be_65535() -> None:
+    mapping = PortMapping(container_port=65534, host_port=65533, range=2)
+    assert mapping.range == 2
+
+
+def test_ipv4_and_ipv6_host_ips_are_accepted() -> None:
+    assert PortMapping(container_port=1, host_port=1, host_ip="::1").host_ip == "::1"
+    assert PortMapping(container_port=1, host_port=1, host_ip="0.0.0.0").host_ip == "0.0.0.0"
+
+
+def test_hostfwd_args_expand_each_protocol_then_each_port() -> None:
+    mapping = PortMapping(container_port=80, host_port=8080, range=2, protocol="udp,tcp")
+    assert slirp4netns_hostfwd_args(mapping) == [
+        {"proto": "udp", "host_addr": "0.0.0.0", "host_port": 8080, "guest_addr": "",
+         "guest_port": 80},
+        {"proto": "udp", "host_addr": "0.0.0.0", "host_port": 8081, "guest_addr": "",
+         "guest_port": 81},
+        {"proto": "tcp", "host_addr": "0.0.0.0", "host_port": 8080, "guest_addr": "",
+         "guest_port": 80},
+        {"proto": "tcp", "host_addr": "0.0.0.0", "host_port": 8081, "guest_addr": "",
+         "guest_port": 81},
+    ]
+
+
+def test_hostfwd_args_keep_a_given_host_ip() -> None:
+    mapping = PortMapping(container_port=22, host_port=2222, host_ip="127.0.0.1")
+    [args] = slirp4netns_hostfwd_args(mapping)
+    assert args["host_addr"] == "127.0.0.1"
+
+
+def test_hostfwd_args_refuse_sctp_naming_it() -> None:
+    mapping = PortMapping(container_port=1, host_port=1, protocol="tcp,sctp")
+    with pytest.raises(PortMappingError) as info:
+        slirp4netns_hostfwd_args(mapping)
+    assert "supports only tcp and udp" in str(info.value)
+    assert '"sctp"' in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("8080:80", PortMapping(container_port=80, host_port=8080)),
+        ("127.0.0.1:8080:80", PortMapping(container_port=80, host_port=8080, host_ip="127.0.0.1")),
+        ("0.0.0.0:8080:80", PortMapping(container_port=80, host_port=8080)),
+        ("8080-8082:80-82", PortMapping(container_port=80, host_port=8080, range=3)),
+        ("53:53/udp", PortMapping(container_port=53, host_port=53, protocol="udp")),
+        ("53:53/tcp,udp", PortMapping(container_port=53, host_port=53, protocol="tcp,udp")),
+        ("53:53/UDP,tcp,udp", PortMapping(container_port=53, host_port=53, protocol="udp,tcp")),
+        ("9:9/sctp", PortMapping(container_port=9, host_port=9, protocol="sctp")),
+        ("[::1]:8080:80", PortMapping(container_port=80, host_port=8080, host_ip="::1")),
+        ("[::ffff:127.0.0.1]:1:2", PortMapping(container_port=2, host_port=1,
+                                               host_ip="127.0.0.1")),
+        ("[FD00:0::1]:1:2/udp", PortMapping(container_port=2, host_port=1, host_ip="fd00::1",
+                                            protocol="udp")),
+    ],
+)
+def test_parse_publish_accepts_podman_syntax(spec: str, expected: PortMapping) -> None:
+    assert parse_publish(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("80", "a host port is required"),
+        ("127.0.0.1::80", "a host port is required"),
+        ("80:", "must provide a non-empty container port to publish"),
+        ("80:80/", "must provide a non-empty protocol to publish"),
+        ("80:80/tcp/udp", "protocol can only be specified once"),
+        ("80:80/icmp", 'unrecognized protocol "icmp" in port mapping'),
+        ("1:2:3:4", "format is [[hostIP:]hostPort:]containerPort"),
+        ("x:80", 'invalid port number: strconv.Atoi: parsing "x": invalid syntax'),
+        ("0:80", "port numbers must be between 1 and 65535 (inclusive), got 0"),
+        ("80:65536", "port numbers must be between 1 and 65535 (inclusive), got 65536"),
+        ("8080-8081:80", "ranges have different lengths: 2 vs 1"),
+        ("81-80:81-80", "80 is not higher than 81"),
+        ("80-:80-", "must provide ending number for port range"),
+        ("1-2-3:1-2-3", "port ranges are formatted as startPort-stopPort"),
+        ("-80:80", "port numbers cannot be negative"),
+        ("host:80:80", 'cannot parse "host" as an IP address'),
+        (":80:80", "must provide a non-empty container host IP to publish"),
+        ("[::1]:80", "must provide host and destination port if specifying an IP"),
+        ("[::1]:1:2:3", "must be [ipv6]:hostPort:ctrPort"),
+        ("::1]:1:2", "IPv6 addresses must be enclosed by []"),
+        ("[::1]1:2", "IPv6 address must be followed by a colon"),
+        ("[::1]:[::2]:1:2", "at most one IPv6 address"),
+    ],
+)
+def test_parse_publish_rejects_with_podman_reason_and_the_spec(spec: str, reason: str) -> None:
+    with pytest.raises(PortMappingError) as info:
+        parse_publish(spec)
+    assert reason in str(info.value)
+    assert str(info.value).startswith(f'invalid port mapping "{spec}": ')
+
+
+_ports = st.integers(1, 65535)
+
+
+@settings(max_examples=300)
+@given(_ports, _ports, st.integers(1, 64), st.sampled_from(["tcp", "udp", "tcp,udp", "sctp"]),
+       st.sampled_from(["", "127.0.0.1", "::1", "10.1.2.3"]))
+def test_a_mapping_written_as_a_publish_spec_parses_back(
+    host: int, container: int, count: int, protocol: str, host_ip: str
+) -> None:
+    count = min(count, 65536 - host, 65536 - container)
+    mapping = PortMapping(
+        container_port=container, host_port=host, range=count, protocol=protocol, host_ip=host_ip
+    )
+
+    def ports(start: int) -> str:
+        return f"{start}-{start + count - 1}" if count > 1 else str(start)
+
+    address = f"[{host_ip}]:" if ":" in host_ip else f"{host_ip}:" if host_ip else ""
+    assert parse_publish(f"{address}{ports(host)}:{ports(container)}/{protocol}") == mapping
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from("0123456789:-/[],.abcdeftpsu"), max_size=24))
+def test_parse_publish_returns_a_mapping_or_port_mapping_error(spec: str) -> None:
+    try:
+        mapping = parse_publish(spec)
+    except PortMappingError:
+        return
+    assert isinstance(mapping, PortMapping)
