@@ -1,0 +1,70 @@
+"""cffi build script for pyslirp's private spawner module ``pyslirp._spawn``."""
+
+from cffi import FFI
+
+ffibuilder = FFI()
+
+ffibuilder.cdef(
+    """
+    #define PYSLIRP_STEP_NONE ...
+    #define PYSLIRP_STEP_SIGNALS ...
+    #define PYSLIRP_STEP_SETPGID ...
+    #define PYSLIRP_STEP_SETNS_USER ...
+    #define PYSLIRP_STEP_SETNS_NET ...
+    #define PYSLIRP_STEP_UNSHARE_MOUNTS ...
+    #define PYSLIRP_STEP_PRIVATE_MOUNTS ...
+    #define PYSLIRP_STEP_PDEATHSIG ...
+    #define PYSLIRP_STEP_FDS ...
+    #define PYSLIRP_STEP_CLOSE_FDS ...
+    #define PYSLIRP_STEP_SIGMASK ...
+    #define PYSLIRP_STEP_EXEC ...
+    #define PYSLIRP_STEP_CLONE ...
+    #define PYSLIRP_STEP_PIPE ...
+    #define CLONE_NEWNET ...
+    #define CLONE_NEWUSER ...
+
+    struct pyslirp_spawn_args {
+        const char *const *paths;
+        int npaths;
+        char *const *argv;
+        char *const *envp;
+        const int *fd_src;
+        const int *fd_dst;
+        int nfds;
+        int setpgid;
+        int pdeathsig;
+        int private_mounts;
+        int netns_fd;
+        int userns_fd;
+        int fd_limit;
+    };
+
+    struct pyslirp_spawn_result {
+        int pid;
+        int pidfd;
+        int step;
+        int err;
+    };
+
+    int pyslirp_spawn(const struct pyslirp_spawn_args *args,
+                      struct pyslirp_spawn_result *result);
+    int setns(int fd, int nstype);
+    """
+)
+
+ffibuilder.set_source(
+    "pyslirp._spawn",
+    """
+    #ifndef _GNU_SOURCE
+    #define _GNU_SOURCE
+    #endif
+    #include <sched.h>
+    #include "spawn.h"
+    """,
+    sources=["csrc/spawn.c"],
+    include_dirs=["csrc"],
+    extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

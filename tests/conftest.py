@@ -1,0 +1,40 @@
+"""Shared fixtures: real network namespaces made with ``ip netns``, and hygiene checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from helpers import open_fds, zombies
+
+import pyslirp
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh named network namespace; yields its ``/run/netns`` path."""
+    name = f"pyslirp-test-{uuid.uuid4().hex[:10]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield f"/run/netns/{name}"
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=True)
+
+
+@pytest.fixture
+def hygiene() -> Iterator[None]:
+    """Fail the test if it leaks an fd or leaves a zombie child."""
+    pyslirp.spawn(["true"]).wait()  # the reaper's epoll fd lives as long as the process
+    before = open_fds()
+    yield
+    assert zombies() == []
+    after = open_fds()
+    assert after == before, f"fds leaked: {set(after) - set(before)}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.geteuid() != 0:
+        raise pytest.UsageError("pyslirp's tests run as root (real namespaces, real helpers)")

@@ -1,0 +1,82 @@
+"""Process-hygiene probes the tests share: fds, children, zombies, mounts."""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from pathlib import Path
+
+
+def open_fds() -> dict[int, str]:
+    """This process's open fds and what each points at."""
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except FileNotFoundError:  # the fd listdir itself used
+            pass
+    return fds
+
+
+def children(pid: int | None = None) -> dict[int, str]:
+    """Direct children of ``pid`` (default: this process) with their state letter."""
+    parent = os.getpid() if pid is None else pid
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == parent:
+            found[int(entry)] = fields[0]
+    return found
+
+
+def zombies() -> list[int]:
+    """Children of this process that have exited and not been reaped."""
+    return [pid for pid, state in children().items() if state == "Z"]
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    """Wait (on a pidfd) until ``pid`` has exited; True if it did in time."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+
+
+def wait_reaped(pid: int, timeout: float = 1.0) -> bool:
+    """Poll until ``/proc/pid`` is gone (reaped), for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def mounted(path: str) -> bool:
+    """Whether ``path`` is a mount point in this process's mount namespace."""
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def pids_of(name: str) -> set[int]:
+    """Processes whose command name is ``name``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == name:
+                    found.add(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return found
