@@ -1,0 +1,206 @@
+"""Network option parsing: every key, default, Go error text and the merge order."""
+
+from __future__ import annotations
+
+import socket
+from ipaddress import IPv4Network
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyslirp.errors import OptionError
+from pyslirp.gofmt import go_atoi, go_quote
+from pyslirp.options import NetworkOptions, parse_options
+
+
+def test_defaults_are_podmans() -> None:
+    options = parse_options([], [])
+    assert options == NetworkOptions()
+    assert options.cidr is None
+    assert options.port_handler == "rootlesskit"
+    assert options.allow_host_loopback is False
+    assert options.enable_ipv6 is True
+    assert options.outbound_addr is None
+    assert options.outbound_addr6 is None
+    assert options.mtu == 65520
+
+
+def test_every_key_is_read() -> None:
+    options = parse_options(
+        [
+            "cidr=10.9.0.0/16",
+            "port_handler=slirp4netns",
+            "allow_host_loopback=true",
+            "enable_ipv6=true",
+            "outbound_addr=127.0.0.1",
+            "outbound_addr6=::1",
+            "mtu=1500",
+        ],
+        [],
+    )
+    assert options == NetworkOptions(
+        cidr=IPv4Network("10.9.0.0/16"),
+        port_handler="slirp4netns",
+        allow_host_loopback=True,
+        enable_ipv6=True,
+        outbound_addr="127.0.0.1",
+        outbound_addr6="::1",
+        mtu=1500,
+    )
+
+
+def test_cidr_host_bits_are_masked() -> None:
+    assert parse_options(["cidr=192.168.7.77/24"], []).cidr == IPv4Network("192.168.7.0/24")
+
+
+def test_extra_options_override_config_options() -> None:
+    options = parse_options(["mtu=1500", "port_handler=slirp4netns"], ["mtu=9000"])
+    assert options.mtu == 9000
+    assert options.port_handler == "slirp4netns"
+
+
+def test_a_later_value_wins_within_one_list() -> None:
+    assert parse_options(["enable_ipv6=false", "enable_ipv6=true"], []).enable_ipv6 is True
+    assert parse_options([], ["allow_host_loopback=true", "allow_host_loopback=false"]) == (
+        NetworkOptions()
+    )
+
+
+def test_an_earlier_bad_value_fails_even_if_a_later_one_is_good() -> None:
+    with pytest.raises(OptionError, match='invalid mtu "67"'):
+        parse_options(["mtu=67"], ["mtu=1500"])
+
+
+def test_outbound_addr_accepts_an_existing_interface_name() -> None:
+    interface = socket.if_nameindex()[0][1]
+    options = parse_options([f"outbound_addr={interface}", f"outbound_addr6={interface}"], [])
+    assert options.outbound_addr == options.outbound_addr6 == interface
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("foo=bar", 'unknown option for slirp4netns: "foo=bar"'),
+        ("mtu", 'unknown option for slirp4netns: "mtu"'),
+        ("", 'unknown option for slirp4netns: ""'),
+        ("a\tb", 'unknown option for slirp4netns: "a\\tb"'),
+        ('say="hi"', 'unknown option for slirp4netns: "say=\\"hi\\""'),
+        ("cidr=x", 'invalid cidr "x"'),
+        ("cidr=fd00::/64", 'invalid cidr "fd00::/64"'),
+        ("cidr=10.0.2.0", 'invalid cidr "10.0.2.0"'),
+        ("port_handler=nope", 'unknown port_handler for slirp4netns: "nope"'),
+        ("allow_host_loopback=1", 'invalid value of allow_host_loopback for slirp4netns: "1"'),
+        ("enable_ipv6=yes", 'invalid value of enable_ipv6 for slirp4netns: "yes"'),
+        ("enable_ipv6=True", 'invalid value of enable_ipv6 for slirp4netns: "True"'),
+        ("outbound_addr=::1", 'invalid outbound_addr "::1"'),
+        ("outbound_addr=no-such-if0", 'invalid outbound_addr "no-such-if0"'),
+        ("outbound_addr=", 'invalid outbound_addr ""'),
+        ("outbound_addr6=10.0.0.1", 'invalid outbound_addr6: "10.0.0.1"'),
+        ("outbound_addr6=::ffff:10.0.0.1", 'invalid outbound_addr6: "::ffff:10.0.0.1"'),
+        ("outbound_addr6=fe80::1%lo", 'invalid outbound_addr6: "fe80::1%lo"'),
+        ("mtu=67", 'invalid mtu "67"'),
+        ("mtu=abc", 'invalid mtu "abc"'),
+        ("mtu= 1500", 'invalid mtu " 1500"'),
+        ("mtu=1_500", 'invalid mtu "1_500"'),
+        ("mtu=\u0661\u0665\u0660\u0660", 'invalid mtu "\u0661\u0665\u0660\u0660"'),
+    ],
+)
+def test_errors_have_go_wording_and_quoting(option: str, message: str) -> None:
+    with pytest.raises(OptionError) as info:
+        parse_options([option], [])
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("cidr", ["10.0.2.0/26", "10.0.2.0/32", "0.0.0.0/0"])
+def test_cidr_prefix_outside_1_to_25_is_refused_before_spawn(cidr: str) -> None:
+    with pytest.raises(OptionError, match=f'^invalid cidr "{cidr}": '):
+        parse_options([f"cidr={cidr}"], [])
+
+
+def test_cidr_prefix_25_and_1_are_accepted() -> None:
+    assert parse_options(["cidr=10.0.2.128/25"], []).cidr == IPv4Network("10.0.2.128/25")
+    assert parse_options(["cidr=128.0.0.0/1"], []).cidr == IPv4Network("128.0.0.0/1")
+
+
+def test_mtu_range_is_68_to_65521() -> None:
+    assert parse_options(["mtu=68"], []).mtu == 68
+    assert parse_options(["mtu=65521"], []).mtu == 65521
+    assert parse_options(["mtu=+1500"], []).mtu == 1500
+    with pytest.raises(OptionError, match=r'^invalid mtu "65522": '):
+        parse_options(["mtu=65522"], [])
+
+
+def test_outbound_addr6_requires_ipv6_once_all_options_are_read() -> None:
+    with pytest.raises(OptionError, match=r"^enable_ipv6=true is required for outbound_addr6$"):
+        parse_options(["outbound_addr6=::1"], ["enable_ipv6=false"])
+    options = parse_options(["enable_ipv6=false", "outbound_addr6=::1"], ["enable_ipv6=true"])
+    assert options.outbound_addr6 == "::1"
+
+
+def test_option_error_is_a_value_error() -> None:
+    assert issubclass(OptionError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"cidr": IPv4Network("10.0.0.0/30")},
+        {"port_handler": "other"},
+        {"allow_host_loopback": "yes"},
+        {"mtu": 10},
+        {"mtu": True},
+        {"outbound_addr": "::1"},
+        {"outbound_addr6": "::1", "enable_ipv6": False},
+    ],
+)
+def test_network_options_are_validated_when_built_directly(kwargs: dict[str, object]) -> None:
+    with pytest.raises(OptionError):
+        NetworkOptions(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "quoted"),
+    [
+        ("plain", '"plain"'),
+        ('a"b\\c', '"a\\"b\\\\c"'),
+        ("\a\b\f\n\r\t\v", '"\\a\\b\\f\\n\\r\\t\\v"'),
+        ("\x00\x1f\x7f", '"\\x00\\x1f\\x7f"'),
+        ("\x85\u00a0\u200b", '"\\u0085\\u00a0\\u200b"'),
+        ("é日本😀", '"é日本😀"'),
+        ("\U000e0001", '"\\U000e0001"'),
+        ("\udcff", '"\\xff"'),
+    ],
+)
+def test_go_quote_matches_strconv_quote(text: str, quoted: str) -> None:
+    assert go_quote(text) == quoted
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("42", 42), ("+7", 7), ("-3", -3), ("007", 7), ("", None), (" 1", None), ("1_0", None),
+     ("\u0661", None), ("0x10", None)],
+)
+def test_go_atoi_accepts_only_plain_decimal(text: str, number: int | None) -> None:
+    assert go_atoi(text) == number
+
+
+_keys = st.sampled_from(
+    ["cidr", "port_handler", "allow_host_loopback", "enable_ipv6", "outbound_addr",
+     "outbound_addr6", "mtu", "other", ""]
+)
+_values = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(["true", "false", "lo", "::1", "10.0.2.0/24", "1500", "slirp4netns"]),
+)
+_option = st.one_of(st.text(max_size=30), st.builds("{}={}".format, _keys, _values))
+
+
+@settings(max_examples=500)
+@given(st.lists(_option, max_size=5), st.lists(_option, max_size=3))
+def test_any_strings_give_options_or_option_error(config: list[str], extra: list[str]) -> None:
+    try:
+        options = parse_options(config, extra)
+    except OptionError:
+        return
+    assert isinstance(options, NetworkOptions)
