@@ -19,7 +19,7 @@ def test_defaults_are_tcp_all_addresses_one_port() -> None:
 
 def test_fields_are_keyword_only_and_frozen() -> None:
     with pytest.raises(TypeError):
-        PortMapping(80, 8080)  # type: ignore[misc]
+        PortMapping(80, 8080)  # type: ignore[call-arg]
     mapping = PortMapping(container_port=80, host_port=8080)
     with pytest.raises(dataclasses.FrozenInstanceError):
         mapping.host_port = 1  # type: ignore[misc]

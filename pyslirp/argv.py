@@ -1,0 +1,99 @@
+"""The slirp4netns command line, in exactly the order podman builds it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .errors import OptionError
+from .features import Features
+from .options import NetworkOptions
+
+READY_FD = 3
+EXIT_FD = 4
+TAP_NAME = "tap0"
+_TAKES_VALUE = ("-r", "-e", "--api-socket")
+
+
+def build_argv(
+    binary: str,
+    options: NetworkOptions,
+    features: Features,
+    *,
+    netns: str,
+    no_pivot_root: bool = False,
+    exit_fd: bool = False,
+    api_socket: str | None = None,
+    userns_path: str | None = None,
+) -> list[str]:
+    """The full argv for ``binary``, as Go's createBasicSlirpCmdArgs and Setup build it.
+
+    Flags the binary lacks are dropped where podman drops them (host loopback, mtu,
+    sandbox, seccomp); an option that was asked for but is unsupported raises OptionError.
+    """
+    argv = [binary]
+    if not options.allow_host_loopback and features.disable_host_loopback:
+        argv.append("--disable-host-loopback")
+    if features.mtu:
+        argv.append(f"--mtu={options.mtu}")
+    if not no_pivot_root and features.enable_sandbox:
+        argv.append("--enable-sandbox")
+    if features.enable_seccomp:
+        argv.append("--enable-seccomp")
+    if options.cidr is not None:
+        if not features.cidr:
+            raise OptionError("cidr not supported")
+        argv.append(f"--cidr={options.cidr}")
+    if options.enable_ipv6:
+        if not features.ipv6:
+            raise OptionError("enable_ipv6 not supported")
+        argv.append("--enable-ipv6")
+    if options.outbound_addr is not None:
+        if not features.outbound_addr:
+            raise OptionError("outbound_addr not supported")
+        argv.append(f"--outbound-addr={options.outbound_addr}")
+    if options.outbound_addr6 is not None:
+        if not (features.outbound_addr and features.ipv6):
+            raise OptionError("outbound_addr6 not supported")
+        argv.append(f"--outbound-addr6={options.outbound_addr6}")
+    argv += ["-c", "-r", str(READY_FD)]
+    if exit_fd:
+        argv += ["-e", str(EXIT_FD)]
+    if api_socket is not None:
+        argv += ["--api-socket", api_socket]
+    if userns_path is not None:
+        if not features.userns_path:
+            raise OptionError("userns_path not supported")
+        argv.append(f"--userns-path={userns_path}")
+    argv += ["--netns-type=path", netns, TAP_NAME]
+    return argv
+
+
+def options_from_argv(argv: Sequence[str]) -> list[str]:
+    """The network options a :func:`build_argv` command line carries, as ``key=value``.
+
+    An absent ``--disable-host-loopback`` or ``--enable-ipv6`` reads as allowed/disabled,
+    and ``--api-socket`` as ``port_handler=slirp4netns``.
+    """
+    flags: dict[str, str | None] = {}
+    args = iter(argv[1:])
+    for arg in args:
+        if arg in _TAKES_VALUE:
+            flags[arg] = next(args, None)
+        else:
+            name, sep, value = arg.partition("=")
+            flags[name] = value if sep else None
+    options = [
+        f"allow_host_loopback={str('--disable-host-loopback' not in flags).lower()}",
+        f"enable_ipv6={str('--enable-ipv6' in flags).lower()}",
+    ]
+    for flag, key in (
+        ("--mtu", "mtu"),
+        ("--cidr", "cidr"),
+        ("--outbound-addr", "outbound_addr"),
+        ("--outbound-addr6", "outbound_addr6"),
+    ):
+        if flags.get(flag) is not None:
+            options.append(f"{key}={flags[flag]}")
+    if "--api-socket" in flags:
+        options.append("port_handler=slirp4netns")
+    return options

@@ -1,0 +1,129 @@
+"""The --help feature probe of real slirp4netns binaries, and its cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from pyslirp.errors import BinaryNotFound, SlirpError
+from pyslirp.features import Features, probe_count, probe_features
+
+SLIRP4NETNS = "/usr/bin/slirp4netns"
+
+
+@pytest.fixture
+def binary(tmp_path: Path) -> Path:
+    """A private copy of the real slirp4netns, so this test owns its cache entry."""
+    copy = tmp_path / "slirp4netns"
+    shutil.copy2(SLIRP4NETNS, copy)
+    return copy
+
+
+def test_real_slirp4netns_1_2_has_every_feature() -> None:
+    features = probe_features(SLIRP4NETNS)
+    assert features == Features(**{name: True for name in Features.__dataclass_fields__})
+
+
+def test_features_from_help_reads_each_flag() -> None:
+    features = Features.from_help("--mtu=MTU\n--cidr=CIDR\n--outbound-addr=IPv4\n")
+    assert features == Features(mtu=True, cidr=True, outbound_addr=True)
+
+
+def test_a_second_probe_of_the_same_binary_spawns_nothing() -> None:
+    first = probe_features(SLIRP4NETNS)
+    count = probe_count()
+    assert probe_features(SLIRP4NETNS) == first
+    assert probe_count() == count
+
+
+def test_a_new_copy_is_probed_once(binary: Path) -> None:
+    count = probe_count()
+    probe_features(str(binary))
+    probe_features(str(binary))
+    assert probe_count() == count + 1
+
+
+def test_touching_the_binary_probes_it_again(binary: Path) -> None:
+    probe_features(str(binary))
+    count = probe_count()
+    stat = binary.stat()
+    os.utime(binary, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    probe_features(str(binary))
+    assert probe_count() == count + 1
+
+
+def test_replacing_the_binary_probes_it_again(binary: Path, tmp_path: Path) -> None:
+    probe_features(str(binary))
+    count = probe_count()
+    replacement = tmp_path / "replacement"
+    shutil.copy2(SLIRP4NETNS, replacement)
+    os.replace(replacement, binary)
+    probe_features(str(binary))
+    assert probe_count() == count + 1
+
+
+def test_a_symlink_shares_the_cache_of_its_target(binary: Path, tmp_path: Path) -> None:
+    probe_features(str(binary))
+    count = probe_count()
+    link = tmp_path / "link"
+    link.symlink_to(binary)
+    probe_features(str(link))
+    assert probe_count() == count
+
+
+def test_concurrent_probes_of_one_binary_run_it_once(binary: Path) -> None:
+    count = probe_count()
+    barrier = threading.Barrier(8)
+    results: list[Features] = []
+
+    def probe() -> None:
+        barrier.wait()
+        results.append(probe_features(str(binary)))
+
+    threads = [threading.Thread(target=probe) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert probe_count() == count + 1
+    assert len(results) == 8
+    assert len(set(results)) == 1
+
+
+def test_failing_help_names_the_binary_and_its_output(tmp_path: Path) -> None:
+    script = tmp_path / "broken-slirp4netns"
+    script.write_text("#!/bin/sh\necho 'cannot run: \"oops\"' >&2\nexit 1\n")
+    script.chmod(0o755)
+    with pytest.raises(SlirpError) as info:
+        probe_features(str(script))
+    assert str(info.value) == (
+        f"checking slirp4netns binary {script}: "
+        'slirp4netns "cannot run: \\"oops\\"\\n": exit status 1'
+    )
+
+
+def test_a_failed_probe_is_not_cached(tmp_path: Path) -> None:
+    script = tmp_path / "broken-slirp4netns"
+    script.write_text("#!/bin/sh\nexit 3\n")
+    script.chmod(0o755)
+    count = probe_count()
+    for _ in range(2):
+        with pytest.raises(SlirpError, match="exit status 3"):
+            probe_features(str(script))
+    assert probe_count() == count + 2
+
+
+def test_a_binary_that_cannot_execute_is_an_error(tmp_path: Path) -> None:
+    not_executable = tmp_path / "slirp4netns"
+    not_executable.write_text("not a program\n")
+    with pytest.raises(SlirpError, match=f"checking slirp4netns binary {not_executable}: "):
+        probe_features(str(not_executable))
+
+
+def test_a_missing_binary_is_binary_not_found(tmp_path: Path) -> None:
+    with pytest.raises(BinaryNotFound, match="no such file"):
+        probe_features(str(tmp_path / "absent"))
