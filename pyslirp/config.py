@@ -1,0 +1,212 @@
+"""The containers.conf settings slirp4netns needs, read as podman reads them."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .addresses import BINARY_NAME
+from .errors import BinaryNotFound, ConfigError
+from .gofmt import go_quote
+
+SYSTEM_CONFIG = "/usr/share/containers/containers.conf"
+OVERRIDE_CONFIG = "/etc/containers/containers.conf"
+DEFAULT_HELPER_BINARIES_DIR = (
+    "/usr/local/libexec/podman",
+    "/usr/local/lib/podman",
+    "/usr/libexec/podman",
+    "/usr/lib/podman",
+)
+BINDIR_PREFIX = "$BINDIR"
+_HINT = (
+    "To resolve this error, set the helper_binaries_dir key in the `[engine]` section of "
+    "containers.conf to the directory containing your helper binaries."
+)
+
+
+def _is_rootless() -> bool:
+    return os.geteuid() != 0
+
+
+def default_tmp_dir() -> str:
+    """Podman's default ``tmp_dir``: /run/libpod for root, else under the runtime dir."""
+    if not _is_rootless():
+        return "/run/libpod"
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
+    return os.path.join(runtime_dir, "libpod", "tmp")
+
+
+def user_config_path() -> str:
+    """The per-user containers.conf (read only when rootless)."""
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return os.path.join(config_home, "containers", "containers.conf")
+
+
+def config_files(bases: Iterable[str]) -> list[str]:
+    """Each existing base file followed by its ``<base>.d/*.conf`` drop-ins, sorted by name."""
+    files: list[str] = []
+    for base in bases:
+        if os.path.isfile(base):
+            files.append(base)
+        try:
+            entries = sorted(os.scandir(base + ".d"), key=lambda entry: entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise ConfigError(f"reading drop-in directory {base}.d: {exc}") from exc
+        files += [e.path for e in entries if e.name.endswith(".conf") and not e.is_dir()]
+    return files
+
+
+def system_config_files() -> list[str]:
+    """The chain podman reads: ``$CONTAINERS_CONF`` alone if set, else system, /etc, user."""
+    path = os.environ.get("CONTAINERS_CONF")
+    if path:
+        if not os.path.exists(path):
+            raise ConfigError(f"CONTAINERS_CONF file: {path}: no such file or directory")
+        return [path]
+    bases = [SYSTEM_CONFIG, OVERRIDE_CONFIG]
+    if _is_rootless():
+        bases.append(user_config_path())
+    return config_files(bases)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The ``[engine]`` settings of containers.conf that slirp4netns setup uses.
+
+    ``loaded_files`` lists the files :meth:`load` read, in order.
+    """
+
+    network_cmd_path: str | None = None
+    network_cmd_options: tuple[str, ...] = ()
+    no_pivot_root: bool = False
+    tmp_dir: str = field(default_factory=default_tmp_dir)
+    helper_binaries_dir: tuple[str, ...] = DEFAULT_HELPER_BINARIES_DIR
+    loaded_files: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("network_cmd_options", "helper_binaries_dir", "loaded_files"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @classmethod
+    def load(cls, bases: Sequence[str] | None = None) -> Config:
+        """Read the containers.conf chain; later files override earlier keys.
+
+        Without ``bases`` this is podman's chain (see :func:`system_config_files`). With
+        them, each given file (which must exist) is read, followed by its drop-ins.
+        """
+        if bases is None:
+            files = system_config_files()
+        else:
+            for base in bases:
+                if not os.path.isfile(base):
+                    raise ConfigError(f"reading config {base}: no such file")
+            files = config_files(bases)
+        values: dict[str, Any] = {}
+        for path in files:
+            values.update(_read_engine(path))
+        return cls(**values, loaded_files=tuple(files))
+
+    def find_helper_binary(self, name: str, search_path: bool) -> str:
+        """Find ``name`` in ``$CONTAINERS_HELPER_BINARY_DIR``, the helper dirs, then $PATH.
+
+        ``$BINDIR`` at the start of a helper dir means the running program's directory.
+        $PATH is searched only when ``search_path`` (podman does for slirp4netns, not for
+        rootlessport).
+        """
+        dirs = list(self.helper_binaries_dir)
+        env_dir = os.environ.get("CONTAINERS_HELPER_BINARY_DIR")
+        if env_dir is not None:
+            dirs.insert(0, env_dir)
+        for directory in dirs:
+            expanded = _expand_bindir(directory)
+            if expanded is None:
+                continue
+            candidate = os.path.abspath(os.path.join(expanded, name))
+            if _is_executable(candidate):
+                return candidate
+        if search_path:
+            for directory in os.environ.get("PATH", "").split(os.pathsep):
+                candidate = os.path.join(directory, name)
+                # Like Go's exec.LookPath, never return a path relative to the cwd.
+                if os.path.isabs(directory) and _is_executable(candidate):
+                    return candidate
+        searched = " or $PATH" if search_path else ""
+        if not dirs:
+            raise BinaryNotFound(
+                f"could not find {go_quote(name)} because there are no helper binary "
+                f"directories configured{searched}.  {_HINT}"
+            )
+        raise BinaryNotFound(
+            f"could not find {go_quote(name)} in one of [{' '.join(dirs)}]{searched}.  {_HINT}"
+        )
+
+    def find_network_cmd(self) -> str:
+        """The slirp4netns binary: ``network_cmd_path`` if set, else found as a helper."""
+        if self.network_cmd_path:
+            return self.network_cmd_path
+        try:
+            return self.find_helper_binary(BINARY_NAME, True)
+        except BinaryNotFound as exc:
+            raise BinaryNotFound(
+                f"could not find slirp4netns, the network namespace can't be configured: {exc}"
+            ) from None
+
+
+_KEYS: dict[str, tuple[type, str]] = {
+    "network_cmd_path": (str, "a string"),
+    "network_cmd_options": (list, "an array of strings"),
+    "no_pivot_root": (bool, "a boolean"),
+    "tmp_dir": (str, "a string"),
+    "helper_binaries_dir": (list, "an array of strings"),
+}
+
+
+def _read_engine(path: str) -> dict[str, Any]:
+    """The ``[engine]`` keys we use from one file, type-checked and ready for Config."""
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"reading config {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"decode configuration {path}: {exc}") from exc
+    engine = document.get("engine", {})
+    if not isinstance(engine, dict):
+        raise ConfigError(f"decode configuration {path}: [engine] must be a table")
+    found: dict[str, Any] = {}
+    for key, (kind, description) in _KEYS.items():
+        if key not in engine:
+            continue
+        value = engine[key]
+        if kind is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = tuple(value)
+        elif kind is list or not isinstance(value, kind):
+            raise ConfigError(
+                f"decode configuration {path}: engine.{key} must be {description}, "
+                f"got {value!r}"
+            )
+        found[key] = value
+    if "network_cmd_path" in found:
+        found["network_cmd_path"] = found["network_cmd_path"] or None
+    return found
+
+
+def _expand_bindir(directory: str) -> str | None:
+    """Replace a leading ``$BINDIR`` with the running program's directory (None: unknown)."""
+    if directory != BINDIR_PREFIX and not directory.startswith(BINDIR_PREFIX + os.sep):
+        return directory
+    program = sys.argv[0] if sys.argv else ""
+    if not program or not os.path.isfile(program):
+        return None
+    bindir = os.path.dirname(os.path.realpath(program))
+    return bindir + directory[len(BINDIR_PREFIX) :]
+
+
+def _is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)

@@ -1,0 +1,285 @@
+"""containers.conf loading (Debian's real file, drop-ins, CONTAINERS_CONF) and helper lookup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyslirp.config import (
+    DEFAULT_HELPER_BINARIES_DIR,
+    SYSTEM_CONFIG,
+    Config,
+    config_files,
+    default_tmp_dir,
+)
+from pyslirp.errors import BinaryNotFound, ConfigError
+
+HINT = (
+    "To resolve this error, set the helper_binaries_dir key in the `[engine]` section of "
+    "containers.conf to the directory containing your helper binaries."
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CONTAINERS_CONF", "CONTAINERS_HELPER_BINARY_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _write(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_are_podmans_for_root() -> None:
+    config = Config()
+    assert config.network_cmd_path is None
+    assert config.network_cmd_options == ()
+    assert config.no_pivot_root is False
+    assert config.tmp_dir == "/run/libpod"
+    assert config.helper_binaries_dir == (
+        "/usr/local/libexec/podman",
+        "/usr/local/lib/podman",
+        "/usr/libexec/podman",
+        "/usr/lib/podman",
+    )
+
+
+def test_rootless_tmp_dir_is_under_xdg_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    assert default_tmp_dir() == "/run/user/1000/libpod/tmp"
+
+
+def test_debians_real_containers_conf_parses_to_defaults() -> None:
+    config = Config.load([SYSTEM_CONFIG])
+    assert config == Config()
+    assert config.loaded_files == (SYSTEM_CONFIG,)
+
+
+def test_the_system_chain_reads_the_real_file() -> None:
+    config = Config.load()
+    assert SYSTEM_CONFIG in config.loaded_files
+    assert config.loaded_files[0] == SYSTEM_CONFIG
+
+
+def test_every_key_is_read_from_the_engine_table(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "containers.conf",
+        """
+[network]
+network_cmd_path = "/ignored/in/the/wrong/table"
+
+[engine]
+network_cmd_path = "/opt/bin/slirp4netns"
+network_cmd_options = ["mtu=1500", "enable_ipv6=false"]
+no_pivot_root = true
+tmp_dir = "/tmp/libpod"
+helper_binaries_dir = ["/opt/helpers"]
+cgroup_manager = "cgroupfs"
+""",
+    )
+    config = Config.load([path])
+    assert config == Config(
+        network_cmd_path="/opt/bin/slirp4netns",
+        network_cmd_options=("mtu=1500", "enable_ipv6=false"),
+        no_pivot_root=True,
+        tmp_dir="/tmp/libpod",
+        helper_binaries_dir=("/opt/helpers",),
+    )
+
+
+def test_empty_network_cmd_path_means_unset(tmp_path: Path) -> None:
+    path = _write(tmp_path / "containers.conf", '[engine]\nnetwork_cmd_path = ""\n')
+    assert Config.load([path]).network_cmd_path is None
+
+
+def test_drop_ins_override_in_name_order(tmp_path: Path) -> None:
+    base = _write(tmp_path / "containers.conf", '[engine]\nnetwork_cmd_options = ["mtu=1500"]\n')
+    drop_ins = tmp_path / "containers.conf.d"
+    second = _write(drop_ins / "20-b.conf", '[engine]\nnetwork_cmd_options = ["mtu=9000"]\n')
+    first = _write(drop_ins / "10-a.conf", '[engine]\nnetwork_cmd_options = ["mtu=4000"]\n'
+                                           "no_pivot_root = true\n")
+    _write(drop_ins / "30-c.conf.disabled", '[engine]\ntmp_dir = "/nope"\n')
+    (drop_ins / "40-dir.conf").mkdir()
+    config = Config.load([SYSTEM_CONFIG, base])
+    assert config.loaded_files == (SYSTEM_CONFIG, base, first, second)
+    assert config.network_cmd_options == ("mtu=9000",)
+    assert config.no_pivot_root is True
+    assert config.tmp_dir == "/run/libpod"
+
+
+def test_a_later_file_overrides_only_the_keys_it_sets(tmp_path: Path) -> None:
+    first = _write(tmp_path / "a" / "containers.conf", '[engine]\ntmp_dir = "/one"\n'
+                                                       "no_pivot_root = true\n")
+    second = _write(tmp_path / "b" / "containers.conf", '[engine]\ntmp_dir = "/two"\n')
+    config = Config.load([first, second])
+    assert (config.tmp_dir, config.no_pivot_root) == ("/two", True)
+
+
+def test_config_files_lists_drop_ins_without_a_base_file(tmp_path: Path) -> None:
+    drop_in = _write(tmp_path / "containers.conf.d" / "a.conf", "")
+    assert config_files([str(tmp_path / "containers.conf")]) == [drop_in]
+
+
+def test_containers_conf_wins_over_the_system_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path / "only.conf", '[engine]\ntmp_dir = "/from/env"\n')
+    _write(tmp_path / "only.conf.d" / "x.conf", '[engine]\ntmp_dir = "/not/read"\n')
+    monkeypatch.setenv("CONTAINERS_CONF", path)
+    config = Config.load()
+    assert config.loaded_files == (path,)
+    assert config.tmp_dir == "/from/env"
+
+
+def test_a_missing_containers_conf_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONTAINERS_CONF", str(tmp_path / "absent.conf"))
+    with pytest.raises(ConfigError, match=r"absent\.conf"):
+        Config.load()
+
+
+def test_a_broken_file_raises_an_error_naming_it(tmp_path: Path) -> None:
+    base = _write(tmp_path / "containers.conf", "")
+    broken = _write(tmp_path / "containers.conf.d" / "50-broken.conf", "[engine\nno_pivot_root=")
+    with pytest.raises(ConfigError) as info:
+        Config.load([base])
+    assert broken in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_a_broken_containers_conf_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = _write(tmp_path / "broken.conf", "engine = [")
+    monkeypatch.setenv("CONTAINERS_CONF", broken)
+    with pytest.raises(ConfigError, match=f"decode configuration {broken}"):
+        Config.load()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[engine]\nno_pivot_root = "yes"', "engine.no_pivot_root must be a boolean"),
+        ("[engine]\nnetwork_cmd_options = [1]", "engine.network_cmd_options must be an array"),
+        ('[engine]\nnetwork_cmd_options = "mtu=1500"', "must be an array of strings"),
+        ("[engine]\ntmp_dir = 5", "engine.tmp_dir must be a string"),
+        ('[engine]\nnetwork_cmd_path = ["x"]', "engine.network_cmd_path must be a string"),
+        ('engine = "flat"', "[engine] must be a table"),
+    ],
+)
+def test_a_wrongly_typed_key_is_an_error_naming_file_and_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = _write(tmp_path / "containers.conf", text)
+    with pytest.raises(ConfigError) as info:
+        Config.load([path])
+    assert path in str(info.value)
+    assert message in str(info.value)
+
+
+def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"missing\.conf"):
+        Config.load([str(tmp_path / "missing.conf")])
+
+
+def _helper(directory: Path, name: str, mode: int = 0o755) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(mode)
+    return str(path)
+
+
+def test_find_helper_binary_searches_dirs_in_order(tmp_path: Path) -> None:
+    second = _helper(tmp_path / "b", "rootlessport")
+    _helper(tmp_path / "c", "rootlessport")
+    config = Config(helper_binaries_dir=tuple(str(tmp_path / d) for d in "abc"))
+    assert config.find_helper_binary("rootlessport", False) == second
+
+
+def test_find_helper_binary_skips_non_executables(tmp_path: Path) -> None:
+    _helper(tmp_path / "a", "rootlessport", mode=0o644)
+    (tmp_path / "b" / "rootlessport").mkdir(parents=True)
+    wanted = _helper(tmp_path / "c", "rootlessport")
+    dirs = tuple(str(tmp_path / d) for d in "abc")
+    assert Config(helper_binaries_dir=dirs).find_helper_binary("rootlessport", False) == wanted
+
+
+def test_containers_helper_binary_dir_comes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _helper(tmp_path / "configured", "rootlessport")
+    override = _helper(tmp_path / "env", "rootlessport")
+    monkeypatch.setenv("CONTAINERS_HELPER_BINARY_DIR", str(tmp_path / "env"))
+    config = Config(helper_binaries_dir=(str(tmp_path / "configured"),))
+    assert config.find_helper_binary("rootlessport", False) == override
+
+
+def test_bindir_is_the_running_programs_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = _helper(tmp_path / "bin", "myprogram")
+    link = tmp_path / "link-to-program"
+    link.symlink_to(program)
+    helper = _helper(tmp_path / "bin" / "helpers", "rootlessport")
+    monkeypatch.setattr(sys, "argv", [str(link)])
+    config = Config(helper_binaries_dir=("$BINDIR/helpers",))
+    assert config.find_helper_binary("rootlessport", False) == helper
+
+
+def test_bindir_is_skipped_when_the_program_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["-c"])
+    config = Config(helper_binaries_dir=("$BINDIR", "/usr/lib/podman"))
+    assert config.find_helper_binary("rootlessport", False) == "/usr/lib/podman/rootlessport"
+
+
+def test_path_is_searched_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    found = _helper(tmp_path / "bin", "myhelper")
+    monkeypatch.setenv("PATH", f"relative-dir:{tmp_path / 'bin'}")
+    config = Config(helper_binaries_dir=(str(tmp_path / "none"),))
+    assert config.find_helper_binary("myhelper", True) == found
+    with pytest.raises(BinaryNotFound) as info:
+        config.find_helper_binary("myhelper", False)
+    assert str(info.value) == f'could not find "myhelper" in one of [{tmp_path / "none"}].  {HINT}'
+
+
+def test_not_found_with_no_dirs_has_gos_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(BinaryNotFound) as info:
+        Config(helper_binaries_dir=()).find_helper_binary("rootlessport", True)
+    assert str(info.value) == (
+        'could not find "rootlessport" because there are no helper binary directories '
+        f"configured or $PATH.  {HINT}"
+    )
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_network_cmd_path_wins_over_the_search() -> None:
+    config = Config(network_cmd_path="/opt/custom/slirp4netns")
+    assert config.find_network_cmd() == "/opt/custom/slirp4netns"
+
+
+def test_slirp4netns_is_found_in_path_on_debian() -> None:
+    assert Config().find_network_cmd() == shutil.which("slirp4netns") == "/usr/bin/slirp4netns"
+
+
+def test_rootlessport_is_found_in_debians_helper_dir() -> None:
+    assert Config().find_helper_binary("rootlessport", False) == "/usr/lib/podman/rootlessport"
+
+
+def test_missing_slirp4netns_says_the_namespace_cannot_be_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BinaryNotFound, match=r"^could not find slirp4netns, the network namespace"):
+        Config(helper_binaries_dir=(str(tmp_path),)).find_network_cmd()
+
+
+def test_default_helper_dirs_constant_matches_the_default() -> None:
+    assert Config().helper_binaries_dir == DEFAULT_HELPER_BINARIES_DIR
