@@ -1,0 +1,60 @@
+"""Read and write a network namespace's sysctls without moving the calling thread."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from ._spawn import ffi, lib
+
+T = TypeVar("T")
+
+ACCEPT_DAD = "/proc/sys/net/ipv6/conf/default/accept_dad"
+
+
+def in_netns(netns: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on a short-lived thread that has joined the network namespace ``netns``.
+
+    The namespace is per thread and the thread ends with the call, so no Python thread
+    is ever left in another namespace.
+    """
+    box: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if lib.setns(fd, lib.CLONE_NEWNET) != 0:
+                    raise OSError(ffi.errno, os.strerror(ffi.errno), netns)
+            finally:
+                os.close(fd)
+            box.append(fn())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="pyslirp-netns")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return box[0]
+
+
+def swap_sysctl(netns: str, path: str, value: str) -> str | None:
+    """Write ``value`` to ``path`` in ``netns``; return the old value, or None if absent."""
+
+    def swap() -> str | None:
+        try:
+            with open(path, "r+") as f:
+                old = f.read().strip()
+                if old != value:
+                    f.seek(0)
+                    f.write(value)
+                return old
+        except FileNotFoundError:  # e.g. IPv6 disabled in the kernel
+            return None
+
+    return in_netns(netns, swap)
