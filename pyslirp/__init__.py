@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address, IPv4Network
+
+from .addresses import (
+    BINARY_NAME,
+    get_dns,
+    get_gateway,
+    get_ip,
+    get_rootless_port_child_ip,
+)
+from .config import Config
 from .errors import (
     BinaryNotFound,
     ConfigError,
@@ -13,19 +23,44 @@ from .errors import (
     StartError,
     SubnetError,
 )
+from .features import Features, probe_features
+from .netstatus import NetAddress, NetInterface, StatusBlock
+from .options import NetworkOptions, parse_options
+from .ports import PortMapping, parse_publish
+from .slirp4netns import SetupOptions, SetupResult, setup
 from .spawn import DEVNULL, Child, spawn
 
 __all__ = [
+    "BINARY_NAME",
     "DEVNULL",
     "BinaryNotFound",
     "Child",
+    "Config",
     "ConfigError",
+    "Features",
+    "IPv4Address",
+    "IPv4Network",
+    "NetAddress",
+    "NetInterface",
+    "NetworkOptions",
     "OptionError",
     "PortForwardError",
+    "PortMapping",
     "PortMappingError",
     "ReadyTimeout",
+    "SetupOptions",
+    "SetupResult",
     "SlirpError",
     "StartError",
+    "StatusBlock",
     "SubnetError",
+    "get_dns",
+    "get_gateway",
+    "get_ip",
+    "get_rootless_port_child_ip",
+    "parse_options",
+    "parse_publish",
+    "probe_features",
+    "setup",
     "spawn",
 ]

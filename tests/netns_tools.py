@@ -1,0 +1,81 @@
+"""Run things inside a test network namespace: commands, echo servers, clients."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+ECHO_SERVER = r"""
+import socket, sys, threading
+proto, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
+socks = []
+for port in ports:
+    if proto == "tcp":
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port)); s.listen(8)
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port))
+    socks.append(s)
+def serve(s):
+    while True:
+        if proto == "tcp":
+            conn, peer = s.accept()
+            data = conn.recv(1024)
+            conn.sendall(data + f" {peer[0]} {s.getsockname()[1]}".encode()); conn.close()
+        else:
+            data, peer = s.recvfrom(1024)
+            s.sendto(data + f" {peer[0]} {s.getsockname()[1]}".encode(), peer)
+for s in socks:
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def run_in(netns: str, *argv: str, check: bool = True) -> str:
+    """Run ``argv`` in ``netns`` and return its stdout."""
+    return subprocess.run(
+        ["nsenter", f"--net={netns}", *argv], check=check, capture_output=True, text=True
+    ).stdout
+
+
+def succeeds(netns: str, *argv: str) -> bool:
+    """Whether ``argv`` exits 0 in ``netns``."""
+    return subprocess.run(["nsenter", f"--net={netns}", *argv]).returncode == 0
+
+
+def addresses(netns: str, family: str = "-4") -> list[dict[str, object]]:
+    """``ip -j addr show tap0`` inside ``netns``: the address entries."""
+    (link,) = json.loads(run_in(netns, "ip", "-j", family, "addr", "show", "tap0"))
+    return link["addr_info"]
+
+
+def link(netns: str) -> dict[str, object]:
+    (info,) = json.loads(run_in(netns, "ip", "-j", "link", "show", "tap0"))
+    return info
+
+
+def default_route(netns: str) -> str:
+    routes = json.loads(run_in(netns, "ip", "-j", "-4", "route", "show", "default"))
+    return routes[0]["gateway"]
+
+
+@contextmanager
+def echo_server(netns: str, proto: str, *ports: int) -> Iterator[None]:
+    """Echo servers in ``netns`` that answer with the data, the peer's IP and their port."""
+    server = subprocess.Popen(
+        ["nsenter", f"--net={netns}", sys.executable, "-c", ECHO_SERVER, proto, *map(str, ports)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == "ready\n"
+        yield
+    finally:
+        server.kill()
+        server.wait()
