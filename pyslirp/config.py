@@ -130,12 +130,9 @@ class Config:
             candidate = os.path.abspath(os.path.join(expanded, name))
             if _is_executable(candidate):
                 return candidate
-        if search_path:
-            for directory in os.environ.get("PATH", "").split(os.pathsep):
-                candidate = os.path.join(directory, name)
-                # Like Go's exec.LookPath, never return a path relative to the cwd.
-                if os.path.isabs(directory) and _is_executable(candidate):
-                    return candidate
+        found = _look_path(name) if search_path else None
+        if found is not None:
+            return found
         searched = " or $PATH" if search_path else ""
         if not dirs:
             raise BinaryNotFound(
@@ -148,8 +145,16 @@ class Config:
 
     def find_network_cmd(self) -> str:
         """The slirp4netns binary: ``network_cmd_path`` if set, else found as a helper."""
-        if self.network_cmd_path:
+        if self.network_cmd_path and os.sep in self.network_cmd_path:
             return self.network_cmd_path
+        if self.network_cmd_path:
+            # A bare name is looked up in $PATH, as Go's exec.Command does.
+            found = _look_path(self.network_cmd_path)
+            if found is None:
+                raise BinaryNotFound(
+                    f"exec: {go_quote(self.network_cmd_path)}: executable file not found in $PATH"
+                )
+            return found
         try:
             return self.find_helper_binary(BINARY_NAME, True)
         except BinaryNotFound as exc:
@@ -206,6 +211,15 @@ def _expand_bindir(directory: str) -> str | None:
         return None
     bindir = os.path.dirname(os.path.realpath(program))
     return bindir + directory[len(BINDIR_PREFIX) :]
+
+
+def _look_path(name: str) -> str | None:
+    """``name`` in $PATH; like Go's exec.LookPath, never a path relative to the cwd."""
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(directory, name)
+        if os.path.isabs(directory) and _is_executable(candidate):
+            return candidate
+    return None
 
 
 def _is_executable(path: str) -> bool:

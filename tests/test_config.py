@@ -265,6 +265,14 @@ def test_network_cmd_path_wins_over_the_search() -> None:
     assert config.find_network_cmd() == "/opt/custom/slirp4netns"
 
 
+def test_a_bare_network_cmd_path_is_looked_up_in_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent:/usr/bin")
+    assert Config(network_cmd_path="slirp4netns").find_network_cmd() == "/usr/bin/slirp4netns"
+    message = r'^exec: "nope": executable file not found in \$PATH$'
+    with pytest.raises(BinaryNotFound, match=message):
+        Config(network_cmd_path="nope").find_network_cmd()
+
+
 def test_slirp4netns_is_found_in_path_on_debian() -> None:
     assert Config().find_network_cmd() == shutil.which("slirp4netns") == "/usr/bin/slirp4netns"
 
