@@ -8,11 +8,8 @@ death are noticed at once, and a failure at any step leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,15 +26,17 @@ from .gofmt import go_quote
 from .options import NetworkOptions, parse_options
 from .ports import PortMapping, slirp4netns_hostfwd_args
 from .ready import wait_ready
+from .rootlessport import BINARY_NAME as ROOTLESSPORT
+from .rootlessport import RootlessPort, start_rootlessport
 from .spawn import DEVNULL, Child, FdLike, spawn
 from .sysctl import ACCEPT_DAD, swap_sysctl
+from .tmpfiles import anonymous_file, read_tail
 
 __all__ = ["SetupOptions", "SetupResult", "setup"]
 
 log = logging.getLogger("pyslirp")
 
 SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), the terminating NUL included
-LOG_TAIL = 64 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +71,7 @@ class SetupResult:
         self.subnet = subnet
         self.ipv6 = ipv6
         self.api_socket = api_socket
+        self.rootlessport: RootlessPort | None = None
         self._log_fd = log_fd
         self._closed = False
 
@@ -87,16 +87,23 @@ class SetupResult:
 
     def log(self) -> str:
         """What slirp4netns has written to stdout and stderr (the last 64 KiB)."""
-        return read_log(self._log_fd) if not self._closed else ""
+        return read_tail(self._log_fd) if not self._closed else ""
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop slirp4netns (SIGTERM, then SIGKILL after ``timeout``), reap it, and remove
-        what setup created. Safe to call more than once."""
+        """Stop rootlessport and slirp4netns (SIGKILL after ``timeout``), reap them, and
+        remove what setup created. Safe to call more than once."""
         if self._closed:
             return
         self._closed = True
         try:
-            stop(self.child, timeout)
+            if self.rootlessport is not None:
+                self.rootlessport.close(timeout)
+        finally:
+            self._stop_slirp4netns(timeout)
+
+    def _stop_slirp4netns(self, timeout: float) -> None:
+        try:
+            self.child.stop(timeout)
         finally:
             if self.api_socket is not None:
                 with contextlib.suppress(FileNotFoundError):
@@ -121,6 +128,7 @@ class _Plan:
     options: NetworkOptions
     api_socket: str | None
     hostfwds: list[dict[str, Any]]
+    rootlessport: bool
     private_mounts: bool
 
 
@@ -135,7 +143,7 @@ def setup(opts: SetupOptions) -> SetupResult:
     started = time.monotonic()
     deadline = started + opts.ready_timeout
     plan = _plan(opts)
-    log_fd = _anonymous_log(opts.config.tmp_dir)
+    log_fd = anonymous_file(opts.config.tmp_dir)
     result = None
     try:
         with _accept_dad_off(opts.netns, plan.options.enable_ipv6):
@@ -149,6 +157,8 @@ def setup(opts: SetupOptions) -> SetupResult:
         for hostfwd in plan.hostfwds:
             assert plan.api_socket is not None
             request(plan.api_socket, "add_hostfwd", hostfwd, deadline)
+        if plan.rootlessport:
+            result.rootlessport = start_rootlessport(opts, result.subnet, None, deadline)
     except BaseException:
         if result is None:
             os.close(log_fd)
@@ -175,6 +185,9 @@ def _plan(opts: SetupOptions) -> _Plan:
                 f"api socket path {go_quote(api_socket)} is too long "
                 f"(a unix socket path must be under {SUN_PATH_MAX} bytes)"
             )
+    rootlessport = bool(opts.ports) and options.port_handler == "rootlesskit"
+    if rootlessport:
+        config.find_helper_binary(ROOTLESSPORT, False)  # missing: fail before any spawn
     binary = config.find_network_cmd()
     argv = build_argv(
         binary,
@@ -187,10 +200,12 @@ def _plan(opts: SetupOptions) -> _Plan:
         userns_path=opts.userns_path,
     )
     # Without a private mount namespace the sandbox's pivot_root unmounts the host's
-    # /run/netns/* (it is a shared mount). Only root can make one from outside a userns;
-    # inside one, the sandbox's own mount namespace gets slave propagation anyway.
-    private_mounts = "--enable-sandbox" in argv and os.geteuid() == 0
-    return _Plan(argv, options, api_socket, hostfwds, private_mounts)
+    # /run/netns/* (a shared mount). Making one takes root, or the user namespace that
+    # slirp4netns is started in when userns_path is given.
+    private_mounts = "--enable-sandbox" in argv and (
+        os.geteuid() == 0 or opts.userns_path is not None
+    )
+    return _Plan(argv, options, api_socket, hostfwds, rootlessport, private_mounts)
 
 
 def _check_container_id(container_id: object) -> None:
@@ -220,6 +235,9 @@ def _start(opts: SetupOptions, plan: _Plan, log_fd: int) -> tuple[SetupResult, i
             stderr=log_fd,
             pdeathsig=opts.pdeathsig,
             private_mounts=plan.private_mounts,
+            # Started inside the user namespace, as podman's rootless slirp4netns is:
+            # from outside it, slirp4netns 1.2.0's sandbox fails at setegid(0).
+            userns=opts.userns_path,
         )
     except BaseException as exc:
         os.close(ready_r)
@@ -251,37 +269,3 @@ def _accept_dad_off(netns: str, enabled: bool) -> Iterator[None]:
                 swap_sysctl(netns, ACCEPT_DAD, old)
             except OSError as exc:
                 log.debug("cannot restore accept_dad in %s: %s", netns, exc)
-
-
-def _anonymous_log(tmp_dir: str) -> int:
-    """An unnamed file in ``tmp_dir`` for slirp4netns's output: nothing to race on or
-    leave behind."""
-    try:
-        os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
-        try:
-            return os.open(tmp_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
-                raise
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=".pyslirp-log-")
-        os.unlink(name)
-        return fd
-    except OSError as exc:
-        raise StartError(f"cannot create a log file in tmp_dir {tmp_dir!r}: {exc}") from exc
-
-
-def read_log(fd: int) -> str:
-    """The last 64 KiB written to the log file ``fd``."""
-    size = os.fstat(fd).st_size
-    start = max(0, size - LOG_TAIL)
-    return os.pread(fd, size - start, start).decode(errors="replace")
-
-
-def stop(child: Child, timeout: float) -> None:
-    """SIGTERM ``child``, SIGKILL it after ``timeout`` seconds, and wait until reaped."""
-    child.terminate()
-    try:
-        child.wait(timeout)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()

@@ -102,6 +102,15 @@ class Child:
         """Send SIGKILL."""
         self.send_signal(signal.SIGKILL)
 
+    def stop(self, timeout: float) -> int:
+        """SIGTERM, then SIGKILL if still running after ``timeout`` s; return the status."""
+        self.terminate()
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.wait()
+
     def __enter__(self) -> Child:
         return self
 

@@ -70,13 +70,15 @@ def mounted(path: str) -> bool:
 
 
 def pids_of(name: str) -> set[int]:
-    """Processes whose command name is ``name``."""
+    """Live (not yet exited) processes whose command name is ``name``."""
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if Path(f"/proc/{entry}/comm").read_text().strip() == name:
-                    found.add(int(entry))
+                stat = Path(f"/proc/{entry}/stat").read_text()
             except (FileNotFoundError, ProcessLookupError):
-                pass
+                continue
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            if comm == name and stat[stat.rindex(")") + 2] != "Z":
+                found.add(int(entry))
     return found

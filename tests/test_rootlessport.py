@@ -1,0 +1,202 @@
+"""rootlessport, podman's port forwarder: real binary, real slirp4netns, real netns."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+import pyslirp
+from pyslirp.rootlessport import rootlessport_config, setup_rootless_port_mapping_via_rlk
+
+from helpers import children, pids_of, wait_gone
+from netns_tools import echo_server
+
+ROOTLESSPORT_PROCESSES = ("rootlessport", "exe")  # the child re-execs /proc/self/exe
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+def rootlessport_pids() -> set[int]:
+    return {pid for name in ROOTLESSPORT_PROCESSES for pid in pids_of(name)}
+
+
+@pytest.fixture
+def config(tmp_path):
+    return pyslirp.Config(tmp_dir=str(tmp_path / "run"))
+
+
+def options(config, netns, ports, **kwargs):
+    return pyslirp.SetupOptions(
+        config=config, container_id="ctr", netns=netns, ports=ports, **kwargs
+    )
+
+
+def tcp_echo(port: int) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"hi")
+        return conn.recv(1024).decode()
+
+
+def udp_echo(port: int) -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(b"hi", ("127.0.0.1", port))
+        return s.recv(1024).decode()
+
+
+def test_forwards_tcp_and_udp_from_the_container_address(hygiene, config, netns):
+    tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
+    ports = [
+        pyslirp.PortMapping(host_port=tcp, container_port=80),
+        pyslirp.PortMapping(host_port=udp, container_port=53, protocol="udp"),
+    ]
+    before = rootlessport_pids()
+    with pyslirp.setup(options(config, netns, ports)) as result:
+        assert result.rootlessport is not None
+        with echo_server(netns, "tcp", 80), echo_server(netns, "udp", 53):
+            assert tcp_echo(tcp) == "hi 10.0.2.100 80"  # the peer is not 127.0.0.1
+            assert udp_echo(udp) == "hi 10.0.2.100 53"
+        started = rootlessport_pids() - before
+        assert len(started) == 2  # rootlessport and rootlessport-child
+    for pid in started:
+        assert wait_gone(pid, timeout=0)
+    with socket.socket() as again:
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+        again.bind(("0.0.0.0", tcp))  # nobody listens on the host port any more
+        again.listen(1)
+
+
+def test_busy_host_port_names_rootlessport_and_leaves_nothing(hygiene, config, netns):
+    before = rootlessport_pids()
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        ports = [pyslirp.PortMapping(host_port=port, container_port=80)]
+        with pytest.raises(pyslirp.SlirpError) as info:
+            pyslirp.setup(options(config, netns, ports))
+    message = str(info.value)
+    assert message.startswith("rootlessport ")
+    assert "address already in use" in message
+    assert pids_of("slirp4netns") == set()
+    assert rootlessport_pids() <= before
+    assert children() == {}
+
+
+def test_exported_function_with_caller_owned_exit_pipe(hygiene, config, netns):
+    port = free_port()
+    with pyslirp.setup(options(config, netns, ())) as result:
+        exit_r, exit_w = os.pipe()
+        opts = options(
+            config,
+            netns,
+            [pyslirp.PortMapping(host_port=port, container_port=8080)],
+            rootless_port_exit_pipe_r=exit_r,
+        )
+        handle = setup_rootless_port_mapping_via_rlk(opts, result.subnet)
+        os.close(exit_r)
+        try:
+            with echo_server(netns, "tcp", 8080):
+                assert tcp_echo(port) == "hi 10.0.2.100 8080"
+            os.close(exit_w)
+            assert wait_gone(handle.pid, timeout=5), "rootlessport outlived its exit pipe"
+        finally:
+            handle.close()
+
+
+def test_config_json_has_podmans_field_names():
+    mapping = pyslirp.PortMapping(host_port=8080, container_port=80, host_ip="127.0.0.1")
+    config = rootlessport_config(
+        ports=[mapping],
+        netns="/run/netns/x",
+        tmp_dir="/run/libpod",
+        container_id="abc",
+        slirp_subnet="10.0.2.0/24",
+        net_status=None,
+    )
+    assert config == {
+        "Mappings": [
+            {
+                "host_ip": "127.0.0.1",
+                "container_port": 80,
+                "host_port": 8080,
+                "range": 1,
+                "protocol": "tcp",
+            }
+        ],
+        "NetNSPath": "/run/netns/x",
+        "ExitFD": 3,
+        "ReadyFD": 4,
+        "TmpDir": "/run/libpod",
+        "ChildIP": "10.0.2.100",
+        "ContainerID": "abc",
+        "RootlessCNI": False,
+    }
+
+
+def fake_rootlessport(tmp_path: Path, body: str) -> pyslirp.Config:
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    fake = helpers / "rootlessport"
+    fake.write_text(f"#!/bin/sh\n{body}\n")
+    fake.chmod(0o755)
+    return pyslirp.Config(tmp_dir=str(tmp_path / "run"), helper_binaries_dir=(str(helpers),))
+
+
+def test_fake_rootlessport_receives_the_config_on_stdin(hygiene, tmp_path, netns):
+    received = tmp_path / "stdin.json"
+    config = fake_rootlessport(tmp_path, f'cat > {received}; printf 1 >&4; exec 4>&-; cat <&3')
+    mapping = pyslirp.PortMapping(host_port=8080, container_port=80)
+    opts = options(config, netns, [mapping])
+    with setup_rootless_port_mapping_via_rlk(opts, "10.0.2.0/24"):
+        sent = json.loads(received.read_text())
+    assert sent == rootlessport_config(
+        ports=[mapping],
+        netns=netns,
+        tmp_dir=config.tmp_dir,
+        container_id="ctr",
+        slirp_subnet="10.0.2.0/24",
+        net_status=None,
+    )
+
+
+def test_fake_rootlessport_error_on_stdout_is_the_message(hygiene, tmp_path, netns):
+    said = "listen tcp 0.0.0.0:80: bind: permission denied"
+    config = fake_rootlessport(tmp_path, f"echo '{said}'; exit 1")
+    opts = options(config, netns, [pyslirp.PortMapping(host_port=80, container_port=80)])
+    with pytest.raises(pyslirp.StartError) as info:
+        setup_rootless_port_mapping_via_rlk(opts, None)
+    assert str(info.value).startswith(
+        "rootlessport listen tcp 0.0.0.0:80: bind: permission denied"
+    )
+    assert "net.ipv4.ip_unprivileged_port_start=" in str(info.value)
+    assert children() == {}
+
+
+def test_fake_rootlessport_that_never_gets_ready_times_out(hygiene, tmp_path, netns):
+    config = fake_rootlessport(tmp_path, "exec sleep 100")
+    opts = options(
+        config, netns, [pyslirp.PortMapping(host_port=8080, container_port=80)], ready_timeout=0.5
+    )
+    started = time.monotonic()
+    with pytest.raises(pyslirp.ReadyTimeout):
+        setup_rootless_port_mapping_via_rlk(opts, None)
+    assert time.monotonic() - started < 3
+    assert children() == {}
+
+
+def test_missing_rootlessport_fails_before_slirp4netns_starts(hygiene, tmp_path, netns):
+    config = pyslirp.Config(tmp_dir=str(tmp_path / "run"), helper_binaries_dir=(str(tmp_path),))
+    opts = options(config, netns, [pyslirp.PortMapping(host_port=8080, container_port=80)])
+    with pytest.raises(pyslirp.BinaryNotFound, match="rootlessport"):
+        pyslirp.setup(opts)
+    assert children() == {}
