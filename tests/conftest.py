@@ -8,9 +8,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from helpers import open_fds, zombies
 
 import pyslirp
+
+from helpers import open_fds, zombies
 
 
 @pytest.fixture

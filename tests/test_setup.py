@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import children, mounted, pids_of, wait_reaped
-from netns_tools import addresses, default_route, echo_server, link, run_in, succeeds
 
 import pyslirp
+
+from helpers import children, mounted, pids_of, wait_reaped
+from netns_tools import addresses, default_route, echo_server, link, run_in, succeeds
 
 ACCEPT_DAD = "/proc/sys/net/ipv6/conf/default/accept_dad"
 SIOCGIFADDR = 0x8915

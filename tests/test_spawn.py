@@ -10,9 +10,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import mounted, open_fds, wait_gone, wait_reaped, zombies
 
 import pyslirp
+
+from helpers import mounted, open_fds, wait_gone, wait_reaped, zombies
 
 SLEEP = ["sleep", "100"]
 
