@@ -1,0 +1,189 @@
+"""The ``pyslirp`` command: real namespaces, real slirp4netns and rootlessport."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import descendants, wait_gone
+
+NOBODY = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"  # runnable by nobody, unlike a root-only pyenv
+HELPERS = ("slirp4netns", "rootlessport", "exe")
+
+# Import as root (the interpreter may live in a root-only home), then run as nobody.
+AS_NOBODY = """
+import encodings.idna, sys
+from pyslirp.cli import main
+import os
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def pyslirp(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pyslirp", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kwargs,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def nobody_runtime_dir():
+    """XDG_RUNTIME_DIR for nobody: pyslirp's rootless tmp_dir goes below it."""
+    path = Path(tempfile.mkdtemp(prefix="pyslirp-cli-"))
+    os.chown(path, NOBODY, NOBODY)
+    if os.stat("/dev/net/tun").st_mode & 0o006 != 0o006:
+        os.chmod("/dev/net/tun", 0o666)  # as .ci/run does: rootless slirp4netns opens it
+    yield path
+    shutil.rmtree(path)
+
+
+def as_nobody(runtime_dir: Path, *args: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "HOME": str(runtime_dir),
+        "XDG_RUNTIME_DIR": str(runtime_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", AS_NOBODY, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd="/",
+    )
+
+
+def test_run_gives_the_command_slirp_networking_and_its_status():
+    out = pyslirp("run", "--", "sh", "-c", "ip -4 -o addr show tap0; exit 7")
+    assert out.returncode == 7, out.stderr
+    assert "inet 10.0.2.100/24" in out.stdout
+
+
+def test_run_options_set_cidr_and_mtu():
+    out = pyslirp(
+        "run", "-o", "cidr=10.77.0.0/24", "-o", "mtu=1500", "--",
+        "sh", "-c", "ip -4 -o addr show tap0; ip -o link show tap0",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    addr, link = out.stdout.splitlines()
+    assert "inet 10.77.0.100/24" in addr
+    assert " mtu 1500 " in link
+
+
+def serve_and_fetch(runner: subprocess.Popen[str], port: int) -> str:
+    """Wait for http.server's banner (printed once it listens), then fetch /."""
+    assert runner.stdout is not None
+    banner = runner.stdout.readline()
+    assert banner.startswith("Serving HTTP"), banner + runner.stderr.read()  # type: ignore[union-attr]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as reply:
+        return reply.read().decode()
+
+
+def test_run_publishes_a_port_and_sigterm_tears_everything_down():
+    port = free_port()
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "pyslirp", "run", "-p", f"{port}:80", "--",
+         sys.executable, "-m", "http.server", "80"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert "Directory listing for /" in serve_and_fetch(runner, port)
+        helpers = {p for p, name in descendants(runner.pid).items() if name in HELPERS}
+        assert len(helpers) == 3  # slirp4netns, rootlessport, rootlessport-child
+        mounts = Path("/proc/self/mountinfo").read_text()
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        runner.kill()
+        runner.wait()
+    assert all(wait_gone(pid, timeout=5) for pid in helpers)
+    assert Path("/proc/self/mountinfo").read_text() == mounts
+
+
+def test_unprivileged_run_has_networking(nobody_runtime_dir):
+    runner = as_nobody(
+        nobody_runtime_dir, "run", "--", "sh", "-c", "id -u; ip -4 -o addr show tap0; exit 4"
+    )
+    stdout, stderr = runner.communicate(timeout=60)
+    assert runner.returncode == 4, stderr
+    uid, addr = stdout.splitlines()
+    assert uid == "0"  # root in its own user namespace
+    assert "inet 10.0.2.100/24" in addr
+
+
+def test_unprivileged_run_publishes_a_port(nobody_runtime_dir):
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip(f"{SYSTEM_PYTHON} is needed as a server nobody can run")
+    port = free_port()
+    runner = as_nobody(
+        nobody_runtime_dir, "run", "-p", f"{port}:8080", "--",
+        SYSTEM_PYTHON, "-m", "http.server", "8080",
+    )  # fmt: skip
+    try:
+        assert "Directory listing for /" in serve_and_fetch(runner, port)
+        helpers = {p for p, name in descendants(runner.pid).items() if name in HELPERS}
+        assert len(helpers) == 3
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        runner.kill()
+        runner.wait()
+    assert all(wait_gone(pid, timeout=5) for pid in helpers)
+
+
+def test_info_shows_slirp4netns_and_its_features():
+    out = pyslirp("info")
+    assert out.returncode == 0, out.stderr
+    assert "slirp4netns version 1.2.0" in out.stdout
+    assert "enable_sandbox" in out.stdout
+    report = json.loads(pyslirp("info", "--json").stdout)
+    assert report["slirp4netns"]["version"] == "slirp4netns version 1.2.0"
+    assert report["slirp4netns"]["features"]["ipv6"] is True
+    assert report["ip"] == "10.0.2.100"
+    assert report["options"]["mtu"] == 65520
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["-p", "99999:80", "--", "true"], "99999:80"),
+        (["-p", "abc", "--", "true"], '"abc"'),
+        (["-o", "nope=1", "--", "true"], '"nope=1"'),
+        (["--", "pyslirp-no-such-command"], "pyslirp-no-such-command"),
+        ([], "no command given"),
+        (["--ready-timeout", "soon", "--", "true"], "soon"),
+    ],
+)
+def test_bad_input_exits_125_with_one_line_naming_it(args, named):
+    out = pyslirp("run", *args)
+    assert out.returncode == 125
+    assert out.stdout == ""
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+    assert named in out.stderr
