@@ -116,6 +116,8 @@ static int child_main(void *arg)
 
     if (a->setpgid && setpgid(0, 0) != 0)
         fail(errfd, PYSLIRP_STEP_SETPGID, errno);
+    if (a->new_namespaces && unshare(a->new_namespaces) != 0)
+        fail(errfd, PYSLIRP_STEP_NEW_NAMESPACES, errno);
     /* The user namespace first: it grants the capabilities the next steps need. */
     if (a->userns_fd >= 0 && setns(a->userns_fd, CLONE_NEWUSER) != 0)
         fail(errfd, PYSLIRP_STEP_SETNS_USER, errno);

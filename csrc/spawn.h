@@ -17,6 +17,7 @@
 #define PYSLIRP_STEP_EXEC 11
 #define PYSLIRP_STEP_CLONE 12
 #define PYSLIRP_STEP_PIPE 13
+#define PYSLIRP_STEP_NEW_NAMESPACES 14
 
 struct pyslirp_spawn_args {
     const char *const *paths; /* executables to try in order, as execvp would */
@@ -27,6 +28,7 @@ struct pyslirp_spawn_args {
     const int *fd_dst;        /* ... onto these child fds, sorted, unique */
     int nfds;
     int setpgid;
+    int new_namespaces;       /* CLONE_NEWUSER and/or CLONE_NEWNET to unshare, or 0 */
     int pdeathsig;            /* 0: none */
     int private_mounts;
     int netns_fd;             /* -1: stay */

@@ -35,6 +35,7 @@ T = TypeVar("T")
 _STEPS = {
     lib.PYSLIRP_STEP_SIGNALS: "reset signal handlers",
     lib.PYSLIRP_STEP_SETPGID: "setpgid",
+    lib.PYSLIRP_STEP_NEW_NAMESPACES: "unshare(new namespaces)",
     lib.PYSLIRP_STEP_SETNS_USER: "setns(user)",
     lib.PYSLIRP_STEP_SETNS_NET: "setns(net)",
     lib.PYSLIRP_STEP_UNSHARE_MOUNTS: "unshare(CLONE_NEWNS)",
@@ -205,6 +206,8 @@ def spawn(
     stderr: FdLike | None = None,
     env: Mapping[str, str] | None = None,
     setpgid: bool = True,
+    new_netns: bool = False,
+    new_userns: bool = False,
     pdeathsig: int = 0,
     private_mounts: bool = False,
     netns: StrPath | int | None = None,
@@ -214,8 +217,10 @@ def spawn(
 
     ``fds`` maps child fd numbers to parent fds (ints or objects with ``fileno()``); only
     those and 0-2 reach the child. ``stdin``/``stdout``/``stderr`` are None (inherit), an
-    fd, a file object or :data:`DEVNULL`. ``netns``/``userns`` are a path or an open fd
-    of a namespace to join (the user namespace first). ``private_mounts`` gives the child
+    fd, a file object or :data:`DEVNULL`. ``new_userns``/``new_netns`` give the child new
+    namespaces of its own (the user namespace owning the network one; its id maps are the
+    caller's to write). ``netns``/``userns`` are a path or an open fd of a namespace to
+    join (the user namespace first). ``private_mounts`` gives the child
     its own mount namespace with ``/`` recursively private. ``pdeathsig`` is the signal
     the child gets when this *process* dies (such children are cloned on a long-lived
     thread, so the spawning thread may exit). Errors are :class:`OSError` subclasses with
@@ -279,6 +284,8 @@ def spawn(
                 "fd_dst": fd_dst,
                 "nfds": len(targets),
                 "setpgid": bool(setpgid),
+                "new_namespaces": (lib.CLONE_NEWUSER if new_userns else 0)
+                | (lib.CLONE_NEWNET if new_netns else 0),
                 "pdeathsig": pdeathsig,
                 "private_mounts": bool(private_mounts),
                 "netns_fd": ns_fds[0],
