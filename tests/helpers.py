@@ -82,3 +82,28 @@ def pids_of(name: str) -> set[int]:
             if comm == name and stat[stat.rindex(")") + 2] != "Z":
                 found.add(int(entry))
     return found
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """All live descendants of ``pid`` with their command names."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+                names[int(entry)] = stat[stat.index("(") + 1 : stat.rindex(")")]
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = names[child]
+                frontier.append(child)
+    return found
