@@ -27,6 +27,7 @@ from .features import Features, probe_features
 from .netstatus import NetAddress, NetInterface, StatusBlock
 from .options import NetworkOptions, parse_options
 from .ports import PortMapping, parse_publish
+from .rootlessport import RootlessPort, setup_rootless_port_mapping_via_rlk
 from .slirp4netns import SetupOptions, SetupResult, setup
 from .spawn import DEVNULL, Child, spawn
 
@@ -48,6 +49,7 @@ __all__ = [
     "PortMapping",
     "PortMappingError",
     "ReadyTimeout",
+    "RootlessPort",
     "SetupOptions",
     "SetupResult",
     "SlirpError",
@@ -62,5 +64,6 @@ __all__ = [
     "parse_publish",
     "probe_features",
     "setup",
+    "setup_rootless_port_mapping_via_rlk",
     "spawn",
 ]

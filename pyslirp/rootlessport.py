@@ -17,14 +17,17 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .addresses import NetStatus, SubnetLike, get_rootless_port_child_ip
 from .errors import StartError
 from .ports import PortMapping
 from .ready import wait_ready
-from .spawn import Child, spawn
+from .spawn import Child, FdLike, spawn
 from .tmpfiles import anonymous_file, read_tail
+
+if TYPE_CHECKING:  # slirp4netns imports this module
+    from .slirp4netns import SetupOptions
 
 __all__ = ["RootlessPort", "rootlessport_config", "setup_rootless_port_mapping_via_rlk"]
 
@@ -117,12 +120,11 @@ class RootlessPort:
 
 
 def setup_rootless_port_mapping_via_rlk(
-    opts: Any,
+    opts: SetupOptions,
     slirp_subnet: SubnetLike,
     net_status: NetStatus | None = None,
 ) -> RootlessPort:
-    """Start rootlessport for ``opts.ports`` (``opts`` is a :class:`~pyslirp.SetupOptions`)
-    and wait until it is ready.
+    """Start rootlessport for ``opts.ports`` and wait until it is ready.
 
     With ``opts.rootless_port_exit_pipe_r`` the caller owns its lifetime (closing the
     write end stops it); otherwise the returned handle owns an exit pipe.
@@ -133,7 +135,7 @@ def setup_rootless_port_mapping_via_rlk(
 
 
 def start_rootlessport(
-    opts: Any,
+    opts: SetupOptions,
     slirp_subnet: SubnetLike,
     net_status: NetStatus | None,
     deadline: float,
@@ -159,17 +161,18 @@ def start_rootlessport(
         os.write(stdin, payload)
         os.lseek(stdin, 0, os.SEEK_SET)
         log_fd = anonymous_file(config.tmp_dir)
+        exit_fd: FdLike
         if opts.rootless_port_exit_pipe_r is None:
             exit_r, exit_w = os.pipe()
+            exit_fd = exit_r
+        else:
+            exit_fd = opts.rootless_port_exit_pipe_r  # the caller's: it owns the lifetime
         ready_r, ready_w = os.pipe()
         try:
             child = spawn(
                 [BINARY_NAME],
                 executable=binary,
-                fds={
-                    EXIT_FD: exit_r if exit_r >= 0 else opts.rootless_port_exit_pipe_r,
-                    READY_FD: ready_w,
-                },
+                fds={EXIT_FD: exit_fd, READY_FD: ready_w},
                 stdin=stdin,
                 stdout=stdout,
                 stderr=log_fd,
