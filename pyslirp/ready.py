@@ -24,26 +24,33 @@ def wait_ready(
     killed or closes the pipe without writing is reported the moment it happens.
     ``deadline`` is a :func:`time.monotonic` value; past it :class:`ReadyTimeout`.
     """
-    poller = select.poll()
-    poller.register(ready_fd, select.POLLIN)
-    poller.register(child.pidfd, select.POLLIN)
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ReadyTimeout(f"{name} did not become ready in time{_with_log(log())}")
-        events = dict(poller.poll(remaining * 1000))
-        # A helper may write its byte and exit at once: the byte wins.
-        if events.get(ready_fd):
-            if os.read(ready_fd, 1):
-                return
-            # EOF: usually the helper is on its way out; say how it ended if it does soon.
-            try:
-                reason = _exit_reason(child.wait(min(EXIT_GRACE, max(remaining, 0.0))))
-            except subprocess.TimeoutExpired:
-                reason = "closed its ready fd without writing"
-            raise StartError(f"{name} {reason}{_with_log(log())}")
-        if events.get(child.pidfd):
-            raise StartError(f"{name} {_exit_reason(child.wait())}{_with_log(log())}")
+    # A copy: the reaper closes the child's own pidfd as soon as it exits, maybe already.
+    pidfd = child.dup_pidfd()
+    try:
+        poller = select.poll()
+        poller.register(ready_fd, select.POLLIN)
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and pidfd is not None:
+                raise ReadyTimeout(f"{name} did not become ready in time{_with_log(log())}")
+            events = dict(poller.poll(remaining * 1000 if pidfd is not None else 0))
+            # A helper may write its byte and exit at once: the byte wins.
+            if events.get(ready_fd):
+                if os.read(ready_fd, 1):
+                    return
+                # EOF: usually the helper is on its way out; say how it ended if it does.
+                try:
+                    reason = _exit_reason(child.wait(min(EXIT_GRACE, max(remaining, 0.0))))
+                except subprocess.TimeoutExpired:
+                    reason = "closed its ready fd without writing"
+                raise StartError(f"{name} {reason}{_with_log(log())}")
+            if pidfd is None or events.get(pidfd):
+                raise StartError(f"{name} {_exit_reason(child.wait())}{_with_log(log())}")
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _exit_reason(returncode: int) -> str:

@@ -15,14 +15,13 @@ import threading
 class ChildState:
     """What the reaper knows of one child; shared with its :class:`~pyslirp.spawn.Child`."""
 
-    __slots__ = ("exited", "lock", "pid", "pidfd", "returncode")
+    __slots__ = ("lock", "pid", "pidfd", "returncode")
 
     def __init__(self, pid: int, pidfd: int) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.returncode: int | None = None
         self.lock = threading.Lock()
-        self.exited = threading.Event()
 
     def reap(self) -> bool:
         """Collect the exit status if the child has exited; True once it has."""
@@ -41,7 +40,6 @@ class ChildState:
                 self.returncode = -info.si_status if killed else info.si_status
             os.close(self.pidfd)
             self.pidfd = -1
-        self.exited.set()
         return True
 
 

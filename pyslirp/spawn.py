@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import select
 import signal
 import subprocess
 import threading
@@ -64,6 +65,17 @@ class Child:
         """The child's pidfd, or -1 once it has been reaped."""
         return self._state.pidfd
 
+    def dup_pidfd(self) -> int | None:
+        """A close-on-exec copy of the pidfd, or None once the child has been reaped.
+
+        The reaper closes :attr:`pidfd` the moment the child exits; a copy stays valid
+        (and readable) until the caller closes it, so it can be polled without a race.
+        """
+        with self._state.lock:
+            if self._state.pidfd < 0:
+                return None
+            return os.dup(self._state.pidfd)
+
     @property
     def returncode(self) -> int | None:
         """Exit status, ``-N`` if killed by signal N, None while running."""
@@ -79,8 +91,17 @@ class Child:
 
         Raises :class:`subprocess.TimeoutExpired` when ``timeout`` seconds pass first.
         """
-        if not self._state.exited.wait(timeout):
-            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        pidfd = self.dup_pidfd()
+        if pidfd is not None:
+            try:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                exited = poller.poll(None if timeout is None else timeout * 1000)
+            finally:
+                os.close(pidfd)
+            if not exited:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+            self._state.reap()  # here, not via the reaper thread: no hand-off to wait for
         returncode = self._state.returncode
         assert returncode is not None
         return returncode
