@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -290,3 +291,24 @@ def test_wait_times_out():
             child.wait(timeout=0.01)
         child.kill()
     assert child.returncode == -signal.SIGKILL
+
+
+NS_GET_USERNS = 0xB701  # ioctl: the user namespace owning a namespace
+
+
+def ino(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+def test_new_netns_is_owned_by_the_new_userns(hygiene, kill_later):
+    child = pyslirp.spawn(SLEEP, new_netns=True, new_userns=True)
+    kill_later(child)
+    assert ino(f"/proc/{child.pid}/ns/net") != ino("/proc/self/ns/net")
+    assert ino(f"/proc/{child.pid}/ns/user") != ino("/proc/self/ns/user")
+    netns = os.open(f"/proc/{child.pid}/ns/net", os.O_RDONLY)
+    try:
+        owner = fcntl.ioctl(netns, NS_GET_USERNS)
+        assert os.fstat(owner).st_ino == ino(f"/proc/{child.pid}/ns/user")
+        os.close(owner)
+    finally:
+        os.close(netns)
