@@ -107,3 +107,47 @@ def descendants(pid: int) -> dict[int, str]:
                 found[child] = names[child]
                 frontier.append(child)
     return found
+
+
+HELPER_NAMES = ("slirp4netns", "rootlessport", "exe")  # rootlessport-child re-execs itself
+
+
+def helper_pids() -> set[int]:
+    """Live slirp4netns, rootlessport and rootlessport-child processes, anyone's."""
+    return {pid for name in HELPER_NAMES for pid in pids_of(name)}
+
+
+def rss_kib() -> int:
+    """This process's resident set size in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def wait_thread_gone(tid: int, timeout: float = 5.0) -> bool:
+    """Poll until the OS thread ``tid`` of this process has exited (it outlives
+    ``Thread.join()`` by a little); True if it did within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/self/task/{tid}"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def wait_blocked_in_poll(tid: int, timeout: float = 5.0) -> bool:
+    """Poll until thread ``tid`` of this process sleeps in poll/select/epoll; True if it
+    did within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/self/task/{tid}/wchan") as f:
+                if "poll" in f.read():
+                    return True
+        except FileNotFoundError:
+            return False
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)

@@ -1,0 +1,159 @@
+"""Fixtures of the reliability suite: many namespaces, fake helpers, nothing-left checks.
+
+Counts come from the environment so CI runs a bounded subset and a person a long one:
+``PYSLIRP_STRESS_N`` cycles over ``PYSLIRP_STRESS_T`` threads, and
+``PYSLIRP_FUZZ_EXAMPLES`` hypothesis examples per fuzz test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+import pyslirp
+
+from helpers import children, helper_pids, mounted, open_fds, wait_gone, zombies
+
+
+def _env_count(name: str, default: int) -> int:
+    value = int(os.environ.get(name, default))
+    if value < 1:
+        raise pytest.UsageError(f"{name} must be at least 1, not {value}")
+    return value
+
+
+STRESS_N = _env_count("PYSLIRP_STRESS_N", 200)
+STRESS_T = _env_count("PYSLIRP_STRESS_T", 8)
+FUZZ_EXAMPLES = _env_count("PYSLIRP_FUZZ_EXAMPLES", 150)
+
+# What a fake slirp4netns prints for --help: the flags of slirp4netns 1.2.0.
+FAKE_HELP = (
+    "--disable-host-loopback --mtu --enable-sandbox --enable-seccomp --cidr "
+    "--enable-ipv6 --outbound-addr --userns-path --netns-type --api-socket"
+)
+
+
+class Leftovers:
+    """What this process had when a test began, and the check that it got nothing more.
+
+    Helper processes are told apart by name (slirp4netns, rootlessport, its re-exec'd
+    child ``exe``) minus those already running, so run the suite alone on a machine.
+    """
+
+    def __init__(self) -> None:
+        pyslirp.spawn(["true"]).wait()  # the reaper's epoll fd lives as long as the process
+        self.fds = open_fds()
+        self.helpers = helper_pids()
+
+    def new_helpers(self) -> set[int]:
+        return helper_pids() - self.helpers
+
+    def assert_clean(
+        self, tmp_dir: str | os.PathLike[str] | None, netns: Sequence[str] = ()
+    ) -> None:
+        """No new helper alive (a dying one gets 5 s), no zombie or child, the same fds,
+        every netns still mounted, ``tmp_dir`` absent or empty but for rootlessport's
+        empty ``rp`` directory (podman leaves it too)."""
+        alive = [pid for pid in self.new_helpers() if not wait_gone(pid, timeout=5)]
+        assert alive == [], f"helpers left running: {alive}"
+        assert zombies() == []
+        assert children() == {}
+        fds = open_fds()
+        assert fds == self.fds, (
+            f"fds changed: new {sorted(set(fds.items()) - set(self.fds.items()))}, "
+            f"gone {sorted(set(self.fds.items()) - set(fds.items()))}"
+        )
+        unmounted = [path for path in netns if not mounted(path)]
+        assert unmounted == [], f"netns no longer mounted: {unmounted}"
+        if tmp_dir is not None and os.path.exists(tmp_dir):
+            left = sorted(p.name for p in Path(tmp_dir).iterdir())
+            assert left in ([], ["rp"]), f"left in tmp_dir: {left}"
+            if left:
+                assert list((Path(tmp_dir) / "rp").iterdir()) == []
+
+    def kill_new_helpers(self) -> None:
+        for pid in self.new_helpers():
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            finally:
+                os.close(pidfd)
+
+
+@pytest.fixture
+def leftovers() -> Iterator[Leftovers]:
+    """A :class:`Leftovers` snapshot; whatever the test leaves running is killed after."""
+    probe = Leftovers()
+    try:
+        yield probe
+    finally:
+        probe.kill_new_helpers()
+
+
+@pytest.fixture
+def netns_pool() -> Iterator[Callable[[int], list[str]]]:
+    """Make ``count`` named network namespaces; all are deleted after the test."""
+    names: list[str] = []
+
+    def make(count: int) -> list[str]:
+        paths = []
+        for _ in range(count):
+            name = f"pyslirp-stress-{uuid.uuid4().hex[:10]}"
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            names.append(name)
+            paths.append(f"/run/netns/{name}")
+        return paths
+
+    try:
+        yield make
+    finally:
+        for name in names:
+            subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+@pytest.fixture
+def tmp_dir(tmp_path: Path) -> str:
+    """The ``tmp_dir`` given to setup (made by setup itself)."""
+    return str(tmp_path / "run")
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def fake_slirp4netns(tmp_path: Path, tmp_dir: str) -> Callable[[str], pyslirp.Config]:
+    """A Config whose slirp4netns is a shell script: ``--help`` as 1.2.0's, then ``body``
+    (its argv is "$@"; fd 3 is the ready fd)."""
+
+    def make(body: str) -> pyslirp.Config:
+        help_part = f'if [ "$1" = --help ]; then echo "{FAKE_HELP}"; exit 0; fi'
+        fake = _script(tmp_path / "slirp4netns", f"{help_part}\n{body}")
+        return pyslirp.Config(tmp_dir=tmp_dir, network_cmd_path=str(fake))
+
+    return make
+
+
+@pytest.fixture
+def fake_rootlessport(tmp_path: Path, tmp_dir: str) -> Callable[[str], pyslirp.Config]:
+    """A Config whose rootlessport is a shell script running ``body`` (config on stdin,
+    exit pipe on fd 3, ready fd 4); slirp4netns is the real one."""
+
+    def make(body: str) -> pyslirp.Config:
+        helpers = tmp_path / "helpers"
+        helpers.mkdir()
+        _script(helpers / "rootlessport", body)
+        return pyslirp.Config(tmp_dir=tmp_dir, helper_binaries_dir=(str(helpers),))
+
+    return make
