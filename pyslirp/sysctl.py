@@ -25,7 +25,8 @@ def in_netns(netns: str, fn: Callable[[], T]) -> T:
 
     def run() -> None:
         try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO at the path would block this open (and setup) forever.
+            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             try:
                 if lib.setns(fd, lib.CLONE_NEWNET) != 0:
                     raise OSError(ffi.errno, os.strerror(ffi.errno), netns)
