@@ -55,9 +55,12 @@ _FD_LIMIT = os.sysconf("SC_OPEN_MAX")
 class Child:
     """A spawned process, signalled through its pidfd and reaped as soon as it exits."""
 
-    def __init__(self, args: Sequence[str | bytes], state: ChildState) -> None:
+    def __init__(
+        self, args: Sequence[str | bytes], state: ChildState, *, leads_group: bool = False
+    ) -> None:
         self.args = list(args)
         self.pid = state.pid
+        self.leads_group = leads_group
         self._state = state
 
     @property
@@ -116,6 +119,21 @@ class Child:
             except ProcessLookupError:
                 pass
 
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the child's process group (it leads one when spawned with
+        ``setpgid``), so the processes it forked get it too; nothing happens if the
+        child has exited or leads no group.
+
+        Only while the child is unreaped: its pid, the group's id, cannot be reused then.
+        """
+        with self._state.lock:
+            if self._state.returncode is not None or not self.leads_group:
+                return
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
     def terminate(self) -> None:
         """Send SIGTERM."""
         self.send_signal(signal.SIGTERM)
@@ -125,12 +143,19 @@ class Child:
         self.send_signal(signal.SIGKILL)
 
     def stop(self, timeout: float) -> int:
-        """SIGTERM, then SIGKILL if still running after ``timeout`` s; return the status."""
-        self.terminate()
+        """SIGTERM, then SIGKILL if still running after ``timeout`` s; return the status.
+
+        A child leading a process group gets them with its whole group: a helper killed
+        while its own forked child is blocked (slirp4netns's, in ``open()`` of a FIFO
+        netns path) would otherwise leave that child running, orphaned.
+        """
+        self.terminate()  # the child itself too: it may have left its group
+        self.signal_group(signal.SIGTERM)
         try:
             return self.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+            self.signal_group(signal.SIGKILL)
             return self.wait()
 
     def __enter__(self) -> Child:
@@ -332,7 +357,7 @@ def spawn(
         raise OSError(0, "this kernel gives no pidfd (Linux >= 5.3 needed)")
     state = ChildState(result.pid, result.pidfd)
     REAPER.watch(state)
-    return Child([os.fsdecode(a) for a in args], state)
+    return Child([os.fsdecode(a) for a in args], state, leads_group=bool(setpgid))
 
 
 def _spawn_error(
