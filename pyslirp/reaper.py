@@ -66,7 +66,11 @@ class Reaper:
         while True:
             for fd, _ in epoll.poll():
                 with self._lock:
-                    state = self._states[fd]
+                    # A waiter may have reaped the child and its fd number gone to a new
+                    # one (or to none) since this event was queued: the event is stale.
+                    state = self._states.get(fd)
+                    if state is None:
+                        continue
                     if state.reap():
                         del self._states[fd]
                     else:
