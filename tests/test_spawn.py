@@ -14,7 +14,7 @@ import pytest
 
 import pyslirp
 
-from helpers import mounted, open_fds, wait_gone, wait_reaped, zombies
+from helpers import children, mounted, open_fds, wait_gone, wait_reaped, zombies
 
 SLEEP = ["sleep", "100"]
 
@@ -38,6 +38,28 @@ def mount_fields(pid: int, mount_point: str) -> list[str]:
     raise KeyError(mount_point)
 
 
+def spawn_settled(argv, **kwargs) -> pyslirp.Child:
+    """spawn(), then wait until exec has closed the child's close-on-exec fds.
+
+    CLONE_VFORK lets us go on as soon as execve replaces the child's memory, a moment
+    before the kernel closes its close-on-exec fds: /proc/PID/fd read right away may
+    still list them. The child's copy of a canary pipe's write end goes with them.
+    """
+    canary_r, low_w = os.pipe()
+    # Above every mapped fd: the child closes fds below those before exec, not this one.
+    canary_w = fcntl.fcntl(low_w, fcntl.F_DUPFD_CLOEXEC, 512)
+    os.close(low_w)
+    try:
+        child = pyslirp.spawn(argv, **kwargs)
+    finally:
+        os.close(canary_w)
+    try:
+        assert os.read(canary_r, 1) == b""
+    finally:
+        os.close(canary_r)
+    return child
+
+
 @pytest.fixture
 def kill_later():
     children: list[pyslirp.Child] = []
@@ -52,7 +74,7 @@ def test_child_has_only_std_fds_and_mapped_ones(hygiene, kill_later):
     os.set_inheritable(stray, True)
     r, w = os.pipe()
     try:
-        child = pyslirp.spawn(SLEEP, fds={3: r, 4: w})
+        child = spawn_settled(SLEEP, fds={3: r, 4: w})
         kill_later(child)
         fds = child_fds(child.pid)
         assert set(fds) == {0, 1, 2, 3, 4}
@@ -69,7 +91,7 @@ def test_swapped_fds_land_crosswise(hygiene, kill_later):
     try:
         os.dup2(a, 60)
         os.dup2(b, 61)
-        child = pyslirp.spawn(SLEEP, fds={60: 61, 61: 60})
+        child = spawn_settled(SLEEP, fds={60: 61, 61: 60})
         kill_later(child)
         fds = child_fds(child.pid)
         assert fds[60] == "/dev/zero"
@@ -83,7 +105,7 @@ def test_fd_already_in_place_loses_cloexec(hygiene, kill_later):
     r, w = os.pipe()  # close-on-exec, as Python makes every fd
     try:
         os.dup2(r, 70, inheritable=False)
-        child = pyslirp.spawn(SLEEP, fds={70: 70, 71: 70})
+        child = spawn_settled(SLEEP, fds={70: 70, 71: 70})
         kill_later(child)
         fds = child_fds(child.pid)
         assert fds[70] == fds[71] == os.readlink(f"/proc/self/fd/{r}")
@@ -104,7 +126,7 @@ def test_ignored_and_blocked_signals_are_cleared(hygiene, kill_later):
     assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN  # Python's own choice
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     try:
-        child = pyslirp.spawn(SLEEP)
+        child = spawn_settled(SLEEP)
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
     kill_later(child)
@@ -188,10 +210,10 @@ def test_netns_that_is_not_a_namespace_is_oserror(tmp_path, hygiene):
     ],
 )
 def test_bad_arguments_raise_before_any_clone(kwargs, error, hygiene):
-    before = set(os.listdir("/proc"))
+    before = children()
     with pytest.raises(error):
         pyslirp.spawn(SLEEP, **kwargs)
-    assert not {p for p in set(os.listdir("/proc")) - before if p.isdigit()}
+    assert children() == before
 
 
 @pytest.mark.parametrize("argv", ["sleep 1", [], None, [b"ok", 3]])
