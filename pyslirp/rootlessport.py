@@ -244,4 +244,6 @@ def _children_of(pid: int) -> list[int]:
 
 def _wait_pidfd(pidfd: int, timeout: float | None) -> bool:
     """Wait until the process behind ``pidfd`` exits; False if ``timeout`` passes first."""
-    return bool(select.select([pidfd], [], [], None if timeout is None else max(timeout, 0))[0])
+    poller = select.poll()  # not select(): a daemon's fds run past FD_SETSIZE (1024)
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(timeout, 0) * 1000))
