@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .addresses import NetStatus, SubnetLike, get_rootless_port_child_ip
 from .errors import StartError
+from .exitpipe import check_exit_pipe
 from .ports import PortMapping
 from .ready import wait_ready
 from .spawn import Child, FdLike, spawn
@@ -143,6 +144,8 @@ def start_rootlessport(
     """:func:`setup_rootless_port_mapping_via_rlk` with an absolute deadline."""
     config = opts.config
     binary = config.find_helper_binary(BINARY_NAME, False)
+    if opts.rootless_port_exit_pipe_r is not None:
+        check_exit_pipe(BINARY_NAME, opts.rootless_port_exit_pipe_r)
     payload = json.dumps(
         rootlessport_config(
             ports=opts.ports,

@@ -21,6 +21,7 @@ from .apisocket import request
 from .argv import EXIT_FD, READY_FD, build_argv
 from .config import Config
 from .errors import OptionError, StartError
+from .exitpipe import check_exit_pipe
 from .features import probe_features
 from .gofmt import go_quote
 from .options import NetworkOptions, parse_options
@@ -188,6 +189,10 @@ def _plan(opts: SetupOptions) -> _Plan:
     rootlessport = bool(opts.ports) and options.port_handler == "rootlesskit"
     if rootlessport:
         config.find_helper_binary(ROOTLESSPORT, False)  # missing: fail before any spawn
+        if opts.rootless_port_exit_pipe_r is not None:
+            check_exit_pipe(ROOTLESSPORT, opts.rootless_port_exit_pipe_r)
+    if opts.slirp4netns_exit_pipe_r is not None:
+        check_exit_pipe(BINARY_NAME, opts.slirp4netns_exit_pipe_r)
     binary = config.find_network_cmd()
     argv = build_argv(
         binary,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import time
 from pathlib import Path
 
@@ -151,3 +152,11 @@ def wait_blocked_in_poll(tid: int, timeout: float = 5.0) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.001)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A host port nothing is bound to right now."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("0.0.0.0", 0))
+        port: int = s.getsockname()[1]
+        return port

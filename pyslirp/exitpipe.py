@@ -1,0 +1,24 @@
+"""The caller's exit pipes: a helper exits at EOF on its exit fd, so check one first."""
+
+from __future__ import annotations
+
+import select
+
+from .errors import StartError
+from .spawn import FdLike
+
+
+def check_exit_pipe(helper: str, pipe_r: FdLike) -> None:
+    """Raise :class:`~pyslirp.StartError` if ``pipe_r`` is not an open fd, or its write
+    end is already closed: ``helper`` would start, get ready and exit at once."""
+    fd = pipe_r if isinstance(pipe_r, int) else pipe_r.fileno()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    events = dict(poller.poll(0)).get(fd, 0)
+    if events & select.POLLNVAL:
+        raise StartError(f"cannot start {helper}: its exit pipe fd {fd} is not open")
+    if events & select.POLLHUP:
+        raise StartError(
+            f"cannot start {helper}: the write end of its exit pipe (fd {fd}) is already "
+            "closed, so it would exit as soon as it started"
+        )
