@@ -1,0 +1,93 @@
+"""Which cases run, where, and against which floor (issue 7's list, in table order).
+
+A case's ``runner`` names the process that runs it: ``py30``/``py2g`` (a Python worker
+at ~30 MB / ~2 GB of touched memory), ``c30``/``c2g`` (the C floor at that size) or
+``driver`` (run.py itself, for fresh-interpreter cases).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RSS_MIB = {"30": 30, "2g": 2048}
+SIZES = ("30", "2g")
+SCALES = (1, 8, 32, 64)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the table; its median is divided by the ``floor`` row's median."""
+
+    name: str
+    runner: str
+    kind: str  # spawn, setup, naive, fail, ports, scale, import
+    params: dict[str, Any] = field(default_factory=dict)
+    floor: str = ""
+    concurrency: int = 0  # scale cases: setups at once
+
+
+def _at(size: str) -> str:
+    return " @30MB" if size == "30" else " @2GB"
+
+
+def _spawn_cases(size: str) -> list[Case]:
+    py, c, at = f"py{size}", f"c{size}", _at(size)
+    floor, full = f"spawn floor{at}", f"spawn floor full{at}"
+    return [
+        Case(floor, c, "spawn"),
+        Case(full, c, "spawn", {"full": True}),
+        Case(f"pyslirp.spawn{at}", py, "spawn", {"how": "pyslirp"}, floor),
+        Case(f"pyslirp.spawn full{at}", py, "spawn", {"how": "pyslirp_full"}, full),
+        Case(f"Popen{at}", py, "spawn", {"how": "popen"}, floor),
+        Case(f"Popen pass_fds+new_session{at}", py, "spawn", {"how": "popen_session"}, floor),
+        Case(f"Popen preexec_fn pdeathsig{at}", py, "spawn", {"how": "popen_preexec"}, floor),
+        Case(f"os.posix_spawn{at}", py, "spawn", {"how": "posix_spawn"}, floor),
+    ]
+
+
+def _setup_cases(size: str, ipv6: bool) -> list[Case]:
+    py, c, at = f"py{size}", f"c{size}", _at(size)
+    v = "v6 usable" if ipv6 else "v4"
+    floor = f"setup {v} floor{at}"
+    rows = [
+        Case(floor, c, "setup", {"ipv6": ipv6}),
+        Case(f"setup() {v}{at}", py, "setup", {"ipv6": ipv6, "probe": "warm"}, floor),
+    ]
+    if size == "30" and not ipv6:
+        rows.append(Case(f"setup() {v} cold probe{at}", py, "setup", {"probe": "cold"}, floor))
+    rows.append(Case(f"naive Popen {v}{at}", py, "naive", {"ipv6": ipv6}, floor))
+    return rows
+
+
+def _fail_cases(size: str) -> list[Case]:
+    py, c, at = f"py{size}", f"c{size}", _at(size)
+    floor = f"failure noticed floor{at}"
+    return [Case(floor, c, "fail"), Case(f"setup() failure noticed{at}", py, "fail", {}, floor)]
+
+
+PORTS_FLOOR = "setup v4+rootlessport floor @30MB"
+SCALE_FLOOR = "setup v4 floor @30MB"
+IMPORT_FLOOR = "python -c pass"
+
+CASES: list[Case] = [
+    *(case for size in SIZES for case in _spawn_cases(size)),
+    *(case for ipv6 in (False, True) for size in SIZES for case in _setup_cases(size, ipv6)),
+    *(case for size in SIZES for case in _fail_cases(size)),
+    Case(PORTS_FLOOR, "c30", "ports"),
+    Case("setup() v4+rootlessport @30MB", "py30", "ports", {}, PORTS_FLOOR),
+    *(
+        case
+        for n in SCALES
+        for case in (
+            Case(f"scale {n} at once floor @30MB", "c30", "scale", {}, "", n),
+            Case(
+                f"scale {n} at once @30MB", "py30", "scale", {}, f"scale {n} at once floor @30MB", n
+            ),
+        )
+    ),
+    Case(IMPORT_FLOOR, "driver", "import", {"code": "pass"}),
+    Case(
+        "python -c 'import pyslirp'", "driver", "import", {"code": "import pyslirp"}, IMPORT_FLOOR
+    ),
+]
