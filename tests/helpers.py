@@ -160,3 +160,11 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         s.bind(("0.0.0.0", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def env_count(name: str, default: int) -> int:
+    """A positive count from the environment variable ``name``, else ``default``."""
+    value = int(os.environ.get(name, default))
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value

@@ -1,8 +1,8 @@
 """Fixtures of the reliability suite: many namespaces, fake helpers, nothing-left checks.
 
 Counts come from the environment so CI runs a bounded subset and a person a long one:
-``PYSLIRP_STRESS_N`` cycles over ``PYSLIRP_STRESS_T`` threads, and
-``PYSLIRP_FUZZ_EXAMPLES`` hypothesis examples per fuzz test.
+``PYSLIRP_STRESS_N`` cycles over ``PYSLIRP_STRESS_T`` threads (and, in test_fuzz.py,
+``PYSLIRP_FUZZ_EXAMPLES`` hypothesis examples per fuzz test).
 """
 
 from __future__ import annotations
@@ -18,19 +18,17 @@ import pytest
 
 import pyslirp
 
-from helpers import children, helper_pids, mounted, open_fds, wait_gone, zombies
+from helpers import children, env_count, helper_pids, mounted, open_fds, wait_gone, zombies
+
+STRESS_N = env_count("PYSLIRP_STRESS_N", 200)
+STRESS_T = env_count("PYSLIRP_STRESS_T", 8)
 
 
-def _env_count(name: str, default: int) -> int:
-    value = int(os.environ.get(name, default))
-    if value < 1:
-        raise pytest.UsageError(f"{name} must be at least 1, not {value}")
-    return value
+@pytest.fixture
+def stress_counts() -> tuple[int, int]:
+    """(cycles, threads) of a load test: ``PYSLIRP_STRESS_N`` and ``PYSLIRP_STRESS_T``."""
+    return STRESS_N, min(STRESS_T, STRESS_N)
 
-
-STRESS_N = _env_count("PYSLIRP_STRESS_N", 200)
-STRESS_T = _env_count("PYSLIRP_STRESS_T", 8)
-FUZZ_EXAMPLES = _env_count("PYSLIRP_FUZZ_EXAMPLES", 150)
 
 # What a fake slirp4netns prints for --help: the flags of slirp4netns 1.2.0.
 FAKE_HELP = (
