@@ -76,7 +76,8 @@ def get_rootless_port_child_ip(slirp_subnet: SubnetLike, net_status: NetStatus |
 
     Without a subnet, the first IPv4 address wins, else the first IPv6 one, else ``""``.
     Networks and interfaces are walked in sorted name order, so the answer is the same in
-    every process (Go walks its maps in random order).
+    every process (Go walks its maps in random order). A ``net_status`` block that is
+    not of netavark's shape raises ValueError.
     """
     if slirp_subnet is not None:
         try:

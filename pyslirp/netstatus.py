@@ -23,9 +23,13 @@ class NetAddress:
     gateway: IPv4Address | IPv6Address | None = None
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> NetAddress:
-        """Build from netavark's ``{"ipnet": "10.88.0.2/16", "gateway": "10.88.0.1"}``."""
-        gateway = data.get("gateway")
+    def from_json(cls, data: Any) -> NetAddress:
+        """Build from netavark's ``{"ipnet": "10.88.0.2/16", "gateway": "10.88.0.1"}``.
+
+        Raises ValueError when ``data`` does not have that shape.
+        """
+        data = _object(data, "subnet")
+        gateway = _string(data.get("gateway"), "gateway")
         return cls(
             ipnet=ip_interface(_text(data, "ipnet")),
             gateway=ip_address(gateway) if gateway else None,
@@ -40,11 +44,18 @@ class NetInterface:
     mac_address: str = ""
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> NetInterface:
-        """Build from netavark's ``{"subnets": [...], "mac_address": "..."}``."""
+    def from_json(cls, data: Any) -> NetInterface:
+        """Build from netavark's ``{"subnets": [...], "mac_address": "..."}``.
+
+        Raises ValueError when ``data`` does not have that shape.
+        """
+        data = _object(data, "interface")
+        subnets = data.get("subnets")
+        if subnets is not None and not isinstance(subnets, list):
+            raise ValueError(f"net status: subnets must be an array, got {subnets!r}")
         return cls(
-            subnets=tuple(NetAddress.from_json(s) for s in data.get("subnets") or ()),
-            mac_address=str(data.get("mac_address") or ""),
+            subnets=tuple(NetAddress.from_json(s) for s in subnets or ()),
+            mac_address=_string(data.get("mac_address"), "mac_address"),
         )
 
 
@@ -55,10 +66,30 @@ class StatusBlock:
     interfaces: Mapping[str, NetInterface] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> StatusBlock:
-        """Build from netavark's ``{"interfaces": {"eth0": {...}}}``."""
-        interfaces = data.get("interfaces") or {}
+    def from_json(cls, data: Any) -> StatusBlock:
+        """Build from netavark's ``{"interfaces": {"eth0": {...}}}``.
+
+        As Go's ``json.Unmarshal``: ``null`` anywhere is the empty value, any other
+        wrong type raises ValueError.
+        """
+        interfaces = _object(_object(data, "status block").get("interfaces"), "interfaces")
         return cls(interfaces={name: NetInterface.from_json(i) for name, i in interfaces.items()})
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"net status: {what} must be an object, got {value!r}")
+    return value
+
+
+def _string(value: Any, what: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"net status: {what} must be a string, got {value!r}")
+    return value
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:
