@@ -36,7 +36,7 @@ def request(path: str, execute: str, arguments: dict[str, Any], deadline: float)
         raise PortForwardError(f"cannot talk to slirp4netns API socket {path}: {exc}") from exc
     try:
         decoded = json.loads(reply)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep, "[[[[..."
         raise PortForwardError(f"slirp4netns sent a reply that is not JSON: {reply!r}") from None
     if not isinstance(decoded, dict):
         raise PortForwardError(f"slirp4netns sent an unexpected reply: {reply!r}")
