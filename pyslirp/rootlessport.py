@@ -108,6 +108,7 @@ class RootlessPort:
                 if not _wait_pidfd(pidfd, deadline - time.monotonic()):
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                     _wait_pidfd(pidfd, None)
+                _reap_if_adopted(pidfd)
         finally:
             for pidfd in self._descendants:
                 os.close(pidfd)
@@ -243,6 +244,16 @@ def _children_of(pid: int) -> list[int]:
             if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid:
                 found.append(int(entry))
     return found
+
+
+def _reap_if_adopted(pidfd: int) -> None:
+    """Reap an exited ``rootlessport-child`` if it was re-parented to us when rootlessport
+    exited first (we are PID 1 of a container, or a child subreaper); else it would stay
+    a zombie of ours. Otherwise init reaps it."""
+    try:
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def _wait_pidfd(pidfd: int, timeout: float | None) -> bool:

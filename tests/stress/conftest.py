@@ -7,6 +7,7 @@ Counts come from the environment so CI runs a bounded subset and a person a long
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -95,6 +96,28 @@ def leftovers() -> Iterator[Leftovers]:
         yield probe
     finally:
         probe.kill_new_helpers()
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _set_child_subreaper(on: bool) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+@pytest.fixture
+def subreaper(leftovers: Leftovers) -> Iterator[None]:
+    """Make this process a child subreaper, as a daemon that is PID 1 of a container is:
+    processes the helpers leave orphaned come to it, and must not stay its zombies."""
+    _set_child_subreaper(True)
+    try:
+        yield
+    finally:
+        _set_child_subreaper(False)
+        for pid in zombies():  # after a failure: keep it from failing the next tests
+            os.waitpid(pid, os.WNOHANG)
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 CI runs N=200 over T=8; by hand, ``PYSLIRP_STRESS_N=1000 PYSLIRP_STRESS_T=16``. After
 each run the process must be as it was: the same fds, no zombie, no helper alive, every
-namespace mounted, tmp_dir empty, and RSS grown by less than RSS_GROWTH_BOUND_KIB.
+namespace mounted, tmp_dir empty, and RSS grown by less than RSS_GROWTH_BOUND_KIB. The
+process is a child subreaper meanwhile (as a daemon that is PID 1 of a container), so
+orphans the helpers leave come back to it: none may stay a zombie.
 Set ``PYSLIRP_STRESS_REPORT`` to a file to get each run's figures as a JSON line.
 """
 
@@ -79,7 +81,7 @@ def run_threads(count: int, work) -> None:
 
 @pytest.mark.parametrize("mode", list(HANDLERS))
 def test_setup_close_cycles_leave_nothing_behind(
-    mode, stress_counts, leftovers, netns_pool, tmp_dir
+    mode, stress_counts, leftovers, subreaper, netns_pool, tmp_dir
 ):
     n, t = stress_counts
     namespaces = netns_pool(t)
