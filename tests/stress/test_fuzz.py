@@ -3,7 +3,7 @@
 Targets: network option strings, PortMapping values, podman ``-p`` specs, net_status
 JSON, and the replies of a fake slirp4netns API socket server (garbage, truncated JSON,
 huge, slow or missing) against :func:`pyslirp.apisocket.request`. Examples per test:
-``PYSLIRP_FUZZ_EXAMPLES`` (CI: 150; by hand, 2000 gives 12,000 over the six tests).
+``PYSLIRP_FUZZ_EXAMPLES`` (CI: 150; by hand, 2000 gives 10,000 over the five tests).
 """
 
 from __future__ import annotations
