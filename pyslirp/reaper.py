@@ -53,7 +53,9 @@ class Reaper:
 
     def watch(self, state: ChildState) -> None:
         """Reap ``state``'s child as soon as it exits."""
-        with self._lock:
+        with self._lock, state.lock:
+            if state.returncode is not None or self._states.get(state.pidfd) is state:
+                return
             if self._epoll is None:
                 self._epoll = select.epoll()
                 threading.Thread(
@@ -61,6 +63,14 @@ class Reaper:
                 ).start()
             self._states[state.pidfd] = state
             self._epoll.register(state.pidfd, select.EPOLLIN | select.EPOLLONESHOT)
+
+    def unwatch(self, state: ChildState) -> None:
+        """Leave ``state``'s child to a waiter, who reaps it: nobody wakes this thread."""
+        with self._lock, state.lock:
+            if state.returncode is None and self._states.get(state.pidfd) is state:
+                del self._states[state.pidfd]
+                assert self._epoll is not None
+                self._epoll.unregister(state.pidfd)
 
     def _run(self, epoll: select.epoll) -> None:
         while True:

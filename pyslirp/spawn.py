@@ -94,20 +94,30 @@ class Child:
 
         Raises :class:`subprocess.TimeoutExpired` when ``timeout`` seconds pass first.
         """
-        pidfd = self.dup_pidfd()
-        if pidfd is not None:
+        state = self._state
+        if state.returncode is None:
+            # Reaped here, in the waiting thread: no hand-off, no reaper wake-up.
+            REAPER.unwatch(state)
             try:
-                poller = select.poll()
-                poller.register(pidfd, select.POLLIN)
-                exited = poller.poll(None if timeout is None else timeout * 1000)
+                self._reap_when_exited(timeout)
             finally:
-                os.close(pidfd)
-            if not exited:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
-            self._state.reap()  # here, not via the reaper thread: no hand-off to wait for
-        returncode = self._state.returncode
+                REAPER.watch(state)  # a no-op once reaped; else (timeout) back to it
+        returncode = state.returncode
         assert returncode is not None
         return returncode
+
+    def _reap_when_exited(self, timeout: float | None) -> None:
+        pidfd = self.dup_pidfd()
+        if pidfd is None:
+            return  # another waiter reaped it
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            if not poller.poll(None if timeout is None else timeout * 1000):
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        finally:
+            os.close(pidfd)
+        self._state.reap()
 
     def send_signal(self, sig: int) -> None:
         """Send ``sig`` to the child; nothing happens if it has already exited."""
