@@ -30,7 +30,7 @@ from .ready import wait_ready
 from .rootlessport import BINARY_NAME as ROOTLESSPORT
 from .rootlessport import RootlessPort, start_rootlessport
 from .spawn import DEVNULL, Child, FdLike, spawn
-from .sysctl import ACCEPT_DAD, swap_sysctl
+from .sysctl import ACCEPT_DAD, open_sysctl
 from .tmpfiles import anonymous_file, read_tail
 
 __all__ = ["SetupOptions", "SetupResult", "setup"]
@@ -259,18 +259,27 @@ def _start(opts: SetupOptions, plan: _Plan, log_fd: int) -> tuple[SetupResult, i
 def _accept_dad_off(netns: str, enabled: bool) -> Iterator[None]:
     """Turn off IPv6 DAD for interfaces created meanwhile in ``netns`` (it delays the
     address 2-4 s), then put the old value back."""
-    old = None
+    fd = None
     if enabled:
         try:
-            old = swap_sysctl(netns, ACCEPT_DAD, "0")
+            fd = open_sysctl(netns, ACCEPT_DAD)
         except OSError as exc:
             # slirp4netns will fail on this netns itself, with a better message.
-            log.debug("cannot set accept_dad in %s: %s", netns, exc)
+            log.debug("cannot open accept_dad in %s: %s", netns, exc)
+    if fd is None:
+        yield
+        return
+    old = b"0"
     try:
+        old = os.pread(fd, 32, 0).strip()
+        if old != b"0":
+            os.pwrite(fd, b"0", 0)
         yield
     finally:
-        if old is not None and old != "0":
-            try:
-                swap_sysctl(netns, ACCEPT_DAD, old)
-            except OSError as exc:
-                log.debug("cannot restore accept_dad in %s: %s", netns, exc)
+        try:
+            if old != b"0":
+                os.pwrite(fd, old, 0)
+        except OSError as exc:
+            log.debug("cannot restore accept_dad in %s: %s", netns, exc)
+        finally:
+            os.close(fd)

@@ -44,18 +44,16 @@ def in_netns(netns: str, fn: Callable[[], T]) -> T:
     return box[0]
 
 
-def swap_sysctl(netns: str, path: str, value: str) -> str | None:
-    """Write ``value`` to ``path`` in ``netns``; return the old value, or None if absent."""
+def open_sysctl(netns: str, path: str) -> int | None:
+    """Open the sysctl file ``path`` of ``netns`` read-write; None if it does not exist.
 
-    def swap() -> str | None:
+    The fd stays bound to that namespace: read and write it from any thread.
+    """
+
+    def open_it() -> int | None:
         try:
-            with open(path, "r+") as f:
-                old = f.read().strip()
-                if old != value:
-                    f.seek(0)
-                    f.write(value)
-                return old
+            return os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:  # e.g. IPv6 disabled in the kernel
             return None
 
-    return in_netns(netns, swap)
+    return in_netns(netns, open_it)
