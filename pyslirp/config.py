@@ -117,21 +117,21 @@ class Config:
 
         ``$BINDIR`` at the start of a helper dir means the running program's directory.
         $PATH is searched only when ``search_path`` (podman does for slirp4netns, not for
-        rootlessport).
+        rootlessport). Like a shell's command hash, a path found is remembered for the
+        same directories and $PATH, and searched for again once it is not executable.
         """
         dirs = list(self.helper_binaries_dir)
         env_dir = os.environ.get("CONTAINERS_HELPER_BINARY_DIR")
         if env_dir is not None:
             dirs.insert(0, env_dir)
-        for directory in dirs:
-            expanded = _expand_bindir(directory)
-            if expanded is None:
-                continue
-            candidate = os.path.abspath(os.path.join(expanded, name))
-            if _is_executable(candidate):
-                return candidate
-        found = _look_path(name) if search_path else None
+        path = os.environ.get("PATH", "") if search_path else None
+        key = (name, tuple(dirs), path, sys.argv[0] if sys.argv else "")
+        found = _found.get(key)
+        if found is not None and _is_executable(found):
+            return found
+        found = _search(name, dirs, search_path)
         if found is not None:
+            _found[key] = found
             return found
         searched = " or $PATH" if search_path else ""
         if not dirs:
@@ -200,6 +200,21 @@ def _read_engine(path: str) -> dict[str, Any]:
     if "network_cmd_path" in found:
         found["network_cmd_path"] = found["network_cmd_path"] or None
     return found
+
+
+# (name, helper dirs, $PATH or None, argv[0]) -> the path found there.
+_found: dict[tuple[str, tuple[str, ...], str | None, str], str] = {}
+
+
+def _search(name: str, dirs: list[str], search_path: bool) -> str | None:
+    for directory in dirs:
+        expanded = _expand_bindir(directory)
+        if expanded is None:
+            continue
+        candidate = os.path.abspath(os.path.join(expanded, name))
+        if _is_executable(candidate):
+            return candidate
+    return _look_path(name) if search_path else None
 
 
 def _expand_bindir(directory: str) -> str | None:

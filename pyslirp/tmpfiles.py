@@ -17,17 +17,24 @@ def anonymous_file(directory: str) -> int:
     O_TMPFILE where the filesystem has it, else a file unlinked the moment it exists.
     """
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
         try:
-            return os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
-                raise
-        fd, name = tempfile.mkstemp(dir=directory, prefix=".pyslirp-log-")
-        os.unlink(name)
-        return fd
+            return _open_unnamed(directory)
+        except FileNotFoundError:
+            os.makedirs(directory, mode=0o700, exist_ok=True)  # only the first time
+            return _open_unnamed(directory)
     except OSError as exc:
         raise StartError(f"cannot create a log file in tmp_dir {directory!r}: {exc}") from exc
+
+
+def _open_unnamed(directory: str) -> int:
+    try:
+        return os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
+            raise
+    fd, name = tempfile.mkstemp(dir=directory, prefix=".pyslirp-log-")
+    os.unlink(name)
+    return fd
 
 
 def read_tail(fd: int) -> str:

@@ -211,6 +211,15 @@ def test_find_helper_binary_skips_non_executables(tmp_path: Path) -> None:
     assert Config(helper_binaries_dir=dirs).find_helper_binary("rootlessport", False) == wanted
 
 
+def test_a_found_helper_is_remembered_until_it_is_gone(tmp_path: Path) -> None:
+    first = _helper(tmp_path / "a", "rootlessport")
+    config = Config(helper_binaries_dir=tuple(str(tmp_path / d) for d in "ab"))
+    assert config.find_helper_binary("rootlessport", False) == first
+    later = _helper(tmp_path / "b", "rootlessport")
+    os.unlink(first)
+    assert config.find_helper_binary("rootlessport", False) == later
+
+
 def test_containers_helper_binary_dir_comes_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
