@@ -11,6 +11,8 @@ import os
 import select
 import threading
 
+from .signals import block_in_this_thread
+
 
 class ChildState:
     """What the reaper knows of one child; shared with its :class:`~pyslirp.spawn.Child`."""
@@ -73,6 +75,7 @@ class Reaper:
                 self._epoll.unregister(state.pidfd)
 
     def _run(self, epoll: select.epoll) -> None:
+        block_in_this_thread()
         while True:
             for fd, _ in epoll.poll():
                 with self._lock:

@@ -24,6 +24,7 @@ from .errors import StartError
 from .exitpipe import check_exit_pipe
 from .ports import PortMapping
 from .ready import wait_ready
+from .signals import signals_deferred
 from .spawn import Child, FdLike, spawn
 from .tmpfiles import anonymous_file, read_tail
 
@@ -172,23 +173,25 @@ def start_rootlessport(
         else:
             exit_fd = opts.rootless_port_exit_pipe_r  # the caller's: it owns the lifetime
         ready_r, ready_w = os.pipe()
-        try:
-            child = spawn(
-                [BINARY_NAME],
-                executable=binary,
-                fds={EXIT_FD: exit_fd, READY_FD: ready_w},
-                stdin=stdin,
-                stdout=stdout,
-                stderr=log_fd,
-                pdeathsig=opts.pdeathsig,
-                userns=opts.userns_path,
-            )
-        except OSError as exc:
-            raise StartError(f"cannot start {binary}: {exc}") from exc
-        finally:
-            os.close(ready_w)
-        handle = RootlessPort(child, exit_w if exit_w >= 0 else None, log_fd)
-        exit_w = log_fd = -1  # the handle owns them now
+        # Ctrl-C waits until the handle owns rootlessport: then close() stops it.
+        with signals_deferred():
+            try:
+                child = spawn(
+                    [BINARY_NAME],
+                    executable=binary,
+                    fds={EXIT_FD: exit_fd, READY_FD: ready_w},
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=log_fd,
+                    pdeathsig=opts.pdeathsig,
+                    userns=opts.userns_path,
+                )
+            except OSError as exc:
+                raise StartError(f"cannot start {binary}: {exc}") from exc
+            finally:
+                os.close(ready_w)
+            handle = RootlessPort(child, exit_w if exit_w >= 0 else None, log_fd)
+            exit_w = log_fd = -1  # the handle owns them now
         try:
             wait_ready(BINARY_NAME, child, ready_r, deadline, handle.log)
         except StartError as exc:

@@ -29,6 +29,7 @@ from .ports import PortMapping, slirp4netns_hostfwd_args
 from .ready import wait_ready
 from .rootlessport import BINARY_NAME as ROOTLESSPORT
 from .rootlessport import RootlessPort, start_rootlessport
+from .signals import signals_deferred
 from .spawn import DEVNULL, Child, FdLike, spawn
 from .sysctl import ACCEPT_DAD, open_sysctl
 from .tmpfiles import anonymous_file, read_tail
@@ -144,16 +145,17 @@ def setup(opts: SetupOptions) -> SetupResult:
     started = time.monotonic()
     deadline = started + opts.ready_timeout
     plan = _plan(opts)
-    log_fd = anonymous_file(opts.config.tmp_dir)
-    result = None
+    result: SetupResult | None = None
+    log_fd = ready_r = -1
     try:
+        # Ctrl-C waits until a handle owns what was just made: then close() undoes it.
+        with signals_deferred():
+            log_fd = anonymous_file(opts.config.tmp_dir)
         with _accept_dad_off(opts.netns, plan.options.enable_ipv6):
-            result, ready_r = _start(opts, plan, log_fd)
-            try:
-                name = f"{BINARY_NAME} for netns {opts.netns}"
-                wait_ready(name, result.child, ready_r, deadline, result.log)
-            finally:
-                os.close(ready_r)
+            with signals_deferred():
+                result, ready_r = _start(opts, plan, log_fd)
+            name = f"{BINARY_NAME} for netns {opts.netns}"
+            wait_ready(name, result.child, ready_r, deadline, result.log)
         log.debug("%s ready in %.1f ms", BINARY_NAME, (time.monotonic() - started) * 1e3)
         for hostfwd in plan.hostfwds:
             assert plan.api_socket is not None
@@ -161,11 +163,14 @@ def setup(opts: SetupOptions) -> SetupResult:
         if plan.rootlessport:
             result.rootlessport = start_rootlessport(opts, result.subnet, None, deadline)
     except BaseException:
-        if result is None:
-            os.close(log_fd)
-        else:
+        if result is not None:
             result.close()
+        elif log_fd >= 0:
+            os.close(log_fd)
         raise
+    finally:
+        if ready_r >= 0:
+            os.close(ready_r)
     log.debug("setup done in %.1f ms", (time.monotonic() - started) * 1e3)
     return result
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 
 from ._spawn import ffi, lib
 from .reaper import REAPER, ChildState
+from .signals import block_in_this_thread
 
 __all__ = ["DEVNULL", "Child", "spawn"]
 
@@ -205,12 +206,18 @@ class _LongLivedThread:
         done = threading.Event()
         self._queue.put((fn, box, done))
         done.wait()
+        if isinstance(box[0], BaseException):
+            raise box[0]
         return box[0]
 
     def _serve(self) -> None:
+        block_in_this_thread()
         while True:
             fn, box, done = self._queue.get()
-            box.append(fn())
+            try:
+                box.append(fn())
+            except BaseException as exc:  # the caller raises it; this thread lives on
+                box.append(exc)
             done.set()
 
     def _forget_after_fork(self) -> None:

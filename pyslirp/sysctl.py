@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ._spawn import ffi, lib
+from .signals import block_in_this_thread
 
 T = TypeVar("T")
 
@@ -24,6 +25,7 @@ def in_netns(netns: str, fn: Callable[[], T]) -> T:
     errors: list[BaseException] = []
 
     def run() -> None:
+        block_in_this_thread()
         try:
             # O_NONBLOCK: a FIFO at the path would block this open (and setup) forever.
             fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
