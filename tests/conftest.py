@@ -26,6 +26,12 @@ def netns() -> Iterator[str]:
 
 
 @pytest.fixture
+def config(tmp_path) -> pyslirp.Config:
+    """podman's defaults, with a tmp_dir of the test's own (not yet created)."""
+    return pyslirp.Config(tmp_dir=str(tmp_path / "run"))
+
+
+@pytest.fixture
 def hygiene() -> Iterator[None]:
     """Fail the test if it leaks an fd or leaves a zombie child."""
     pyslirp.spawn(["true"]).wait()  # the reaper's epoll fd lives as long as the process

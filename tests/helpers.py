@@ -6,6 +6,7 @@ import os
 import select
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -20,21 +21,22 @@ def open_fds() -> dict[int, str]:
     return fds
 
 
+def processes() -> Iterator[tuple[int, str, str, int]]:
+    """Every process as (pid, command name, state letter, parent pid)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+            yield int(entry), stat[stat.index("(") + 1 : stat.rindex(")")], state, int(ppid)
+
+
 def children(pid: int | None = None) -> dict[int, str]:
     """Direct children of ``pid`` (default: this process) with their state letter."""
     parent = os.getpid() if pid is None else pid
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == parent:
-            found[int(entry)] = fields[0]
-    return found
+    return {child: state for child, _, state, ppid in processes() if ppid == parent}
 
 
 def zombies() -> list[int]:
@@ -54,14 +56,22 @@ def wait_gone(pid: int, timeout: float = 5.0) -> bool:
         os.close(pidfd)
 
 
-def wait_reaped(pid: int, timeout: float = 1.0) -> bool:
-    """Poll until ``/proc/pid`` is gone (reaped), for at most ``timeout`` seconds."""
+def poll_until(done: Callable[[], bool], timeout: float) -> bool:
+    """Check ``done`` every millisecond until it holds; False if ``timeout`` s pass first.
+
+    Only for states no fd can announce (a /proc entry gone, a thread asleep).
+    """
     deadline = time.monotonic() + timeout
-    while os.path.exists(f"/proc/{pid}"):
+    while not done():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.001)
     return True
+
+
+def wait_reaped(pid: int, timeout: float = 1.0) -> bool:
+    """Wait until ``/proc/pid`` is gone (reaped), for at most ``timeout`` seconds."""
+    return poll_until(lambda: not os.path.exists(f"/proc/{pid}"), timeout)
 
 
 def mounted(path: str) -> bool:
@@ -72,40 +82,19 @@ def mounted(path: str) -> bool:
 
 def pids_of(name: str) -> set[int]:
     """Live (not yet exited) processes whose command name is ``name``."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-            if comm == name and stat[stat.rindex(")") + 2] != "Z":
-                found.add(int(entry))
-    return found
+    return {pid for pid, comm, state, _ in processes() if comm == name and state != "Z"}
 
 
 def descendants(pid: int) -> dict[int, str]:
     """All live descendants of ``pid`` with their command names."""
-    parents: dict[int, int] = {}
-    names: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] != "Z":
-                parents[int(entry)] = int(fields[1])
-                names[int(entry)] = stat[stat.index("(") + 1 : stat.rindex(")")]
+    live = [(child, comm, ppid) for child, comm, state, ppid in processes() if state != "Z"]
     found: dict[int, str] = {}
     frontier = [pid]
     while frontier:
         parent = frontier.pop()
-        for child, ppid in parents.items():
+        for child, comm, ppid in live:
             if ppid == parent and child not in found:
-                found[child] = names[child]
+                found[child] = comm
                 frontier.append(child)
     return found
 
@@ -128,30 +117,22 @@ def rss_kib() -> int:
 
 
 def wait_thread_gone(tid: int, timeout: float = 5.0) -> bool:
-    """Poll until the OS thread ``tid`` of this process has exited (it outlives
+    """Wait until the OS thread ``tid`` of this process has exited (it outlives
     ``Thread.join()`` by a little); True if it did within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while os.path.exists(f"/proc/self/task/{tid}"):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
+    return poll_until(lambda: not os.path.exists(f"/proc/self/task/{tid}"), timeout)
 
 
-def wait_blocked_in_poll(tid: int, timeout: float = 5.0) -> bool:
-    """Poll until thread ``tid`` of this process sleeps in poll/select/epoll; True if it
-    did within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_asleep_in(task: str, word: str, timeout: float = 5.0) -> bool:
+    """Wait until ``task`` (a /proc/... task directory) sleeps in a kernel function whose
+    name has ``word`` (its wchan: ``poll``, ``nanosleep``); False if it ends first."""
+
+    def asleep() -> bool:
         try:
-            with open(f"/proc/self/task/{tid}/wchan") as f:
-                if "poll" in f.read():
-                    return True
+            return word in Path(f"{task}/wchan").read_text()
         except FileNotFoundError:
-            return False
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
+            return True  # gone: stop waiting, the caller will see why
+
+    return poll_until(asleep, timeout) and os.path.exists(task)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

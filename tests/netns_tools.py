@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,6 +62,21 @@ def link(netns: str) -> dict[str, object]:
 def default_route(netns: str) -> str:
     routes = json.loads(run_in(netns, "ip", "-j", "-4", "route", "show", "default"))
     return routes[0]["gateway"]
+
+
+def tcp_echo(port: int, host: str = "127.0.0.1") -> str:
+    """Send ``hi`` to an echo server through a published TCP port; return its answer."""
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(b"hi")
+        return conn.recv(1024).decode()
+
+
+def udp_echo(port: int, host: str = "127.0.0.1") -> str:
+    """The same over UDP."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(b"hi", (host, port))
+        return s.recv(1024).decode()
 
 
 @contextmanager

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import descendants, wait_gone
+from helpers import HELPER_NAMES, descendants, free_port, wait_gone
 
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"  # runnable by nobody, unlike a root-only pyenv
-HELPERS = ("slirp4netns", "rootlessport", "exe")
 
 # Import as root (the interpreter may live in a root-only home), then run as nobody.
 AS_NOBODY = """
@@ -41,12 +39,6 @@ def pyslirp(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
         timeout=60,
         **kwargs,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -103,6 +95,21 @@ def serve_and_fetch(runner: subprocess.Popen[str], port: int) -> str:
         return reply.read().decode()
 
 
+def fetch_then_terminate(runner: subprocess.Popen[str], port: int) -> None:
+    """Fetch / through the published port, SIGTERM ``pyslirp run``, and check it exits
+    as CMD did and takes slirp4netns, rootlessport and rootlessport-child with it."""
+    try:
+        assert "Directory listing for /" in serve_and_fetch(runner, port)
+        helpers = {p for p, name in descendants(runner.pid).items() if name in HELPER_NAMES}
+        assert len(helpers) == 3
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        runner.kill()
+        runner.wait()
+    assert all(wait_gone(pid, timeout=5) for pid in helpers)
+
+
 def test_run_publishes_a_port_and_sigterm_tears_everything_down():
     port = free_port()
     runner = subprocess.Popen(
@@ -113,17 +120,8 @@ def test_run_publishes_a_port_and_sigterm_tears_everything_down():
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    try:
-        assert "Directory listing for /" in serve_and_fetch(runner, port)
-        helpers = {p for p, name in descendants(runner.pid).items() if name in HELPERS}
-        assert len(helpers) == 3  # slirp4netns, rootlessport, rootlessport-child
-        mounts = Path("/proc/self/mountinfo").read_text()
-        runner.send_signal(signal.SIGTERM)
-        assert runner.wait(timeout=30) == 128 + signal.SIGTERM
-    finally:
-        runner.kill()
-        runner.wait()
-    assert all(wait_gone(pid, timeout=5) for pid in helpers)
+    mounts = Path("/proc/self/mountinfo").read_text()
+    fetch_then_terminate(runner, port)
     assert Path("/proc/self/mountinfo").read_text() == mounts
 
 
@@ -146,16 +144,7 @@ def test_unprivileged_run_publishes_a_port(nobody_runtime_dir):
         nobody_runtime_dir, "run", "-p", f"{port}:8080", "--",
         SYSTEM_PYTHON, "-m", "http.server", "8080",
     )  # fmt: skip
-    try:
-        assert "Directory listing for /" in serve_and_fetch(runner, port)
-        helpers = {p for p, name in descendants(runner.pid).items() if name in HELPERS}
-        assert len(helpers) == 3
-        runner.send_signal(signal.SIGTERM)
-        assert runner.wait(timeout=30) == 128 + signal.SIGTERM
-    finally:
-        runner.kill()
-        runner.wait()
-    assert all(wait_gone(pid, timeout=5) for pid in helpers)
+    fetch_then_terminate(runner, port)
 
 
 def test_info_shows_slirp4netns_and_its_features():

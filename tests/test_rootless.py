@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import pids_of
+from helpers import free_port, pids_of
 
 NOBODY = 65534
 
@@ -104,12 +103,6 @@ def nobody_dir():
     os.chown(path, NOBODY, NOBODY)
     yield path
     shutil.rmtree(path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
 
 
 def test_unprivileged_user_publishes_a_port_through_userns_path(nobody_dir, tun_for_everyone):

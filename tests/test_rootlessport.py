@@ -13,25 +13,8 @@ import pytest
 import pyslirp
 from pyslirp.rootlessport import rootlessport_config, setup_rootless_port_mapping_via_rlk
 
-from helpers import children, pids_of, wait_gone
-from netns_tools import echo_server
-
-ROOTLESSPORT_PROCESSES = ("rootlessport", "exe")  # the child re-execs /proc/self/exe
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
-
-
-def rootlessport_pids() -> set[int]:
-    return {pid for name in ROOTLESSPORT_PROCESSES for pid in pids_of(name)}
-
-
-@pytest.fixture
-def config(tmp_path):
-    return pyslirp.Config(tmp_dir=str(tmp_path / "run"))
+from helpers import children, descendants, free_port, helper_pids, pids_of, wait_gone
+from netns_tools import echo_server, tcp_echo, udp_echo
 
 
 def options(config, netns, ports, **kwargs):
@@ -40,33 +23,19 @@ def options(config, netns, ports, **kwargs):
     )
 
 
-def tcp_echo(port: int) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-        conn.sendall(b"hi")
-        return conn.recv(1024).decode()
-
-
-def udp_echo(port: int) -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(5)
-        s.sendto(b"hi", ("127.0.0.1", port))
-        return s.recv(1024).decode()
-
-
 def test_forwards_tcp_and_udp_from_the_container_address(hygiene, config, netns):
     tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
     ports = [
         pyslirp.PortMapping(host_port=tcp, container_port=80),
         pyslirp.PortMapping(host_port=udp, container_port=53, protocol="udp"),
     ]
-    before = rootlessport_pids()
     with pyslirp.setup(options(config, netns, ports)) as result:
         assert result.rootlessport is not None
         with echo_server(netns, "tcp", 80), echo_server(netns, "udp", 53):
             assert tcp_echo(tcp) == "hi 10.0.2.100 80"  # the peer is not 127.0.0.1
             assert udp_echo(udp) == "hi 10.0.2.100 53"
-        started = rootlessport_pids() - before
-        assert len(started) == 2  # rootlessport and rootlessport-child
+        started = {result.pid, result.rootlessport.pid, *descendants(result.rootlessport.pid)}
+        assert len(started) == 3  # slirp4netns, rootlessport and rootlessport-child
     for pid in started:
         assert wait_gone(pid, timeout=0)
     with socket.socket() as again:
@@ -76,7 +45,7 @@ def test_forwards_tcp_and_udp_from_the_container_address(hygiene, config, netns)
 
 
 def test_busy_host_port_names_rootlessport_and_leaves_nothing(hygiene, config, netns):
-    before = rootlessport_pids()
+    before = helper_pids()
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen(1)
@@ -88,7 +57,7 @@ def test_busy_host_port_names_rootlessport_and_leaves_nothing(hygiene, config, n
     assert message.startswith("rootlessport ")
     assert "address already in use" in message
     assert pids_of("slirp4netns") == set()
-    assert rootlessport_pids() <= before
+    assert helper_pids() <= before
     assert children() == {}
 
 

@@ -14,27 +14,24 @@ import pytest
 
 import pyslirp
 
-from helpers import children, mounted, pids_of, wait_reaped
-from netns_tools import addresses, default_route, echo_server, link, run_in, succeeds
+from helpers import children, free_port, mounted, pids_of, wait_reaped
+from netns_tools import (
+    addresses,
+    default_route,
+    echo_server,
+    link,
+    run_in,
+    succeeds,
+    tcp_echo,
+    udp_echo,
+)
 
 ACCEPT_DAD = "/proc/sys/net/ipv6/conf/default/accept_dad"
 SIOCGIFADDR = 0x8915
 
 
-@pytest.fixture
-def config(tmp_path):
-    tmp_dir = tmp_path / "run"
-    return pyslirp.Config(tmp_dir=str(tmp_dir))
-
-
 def options(config, netns, **kwargs):
     return pyslirp.SetupOptions(config=config, container_id="ctr", netns=netns, **kwargs)
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
 
 
 def cmdline(pid: int) -> list[str]:
@@ -135,19 +132,6 @@ def host_ipv4() -> str:
     pytest.skip("this machine has no non-loopback IPv4 address")
 
 
-def tcp_echo(port: int, data: bytes = b"hi") -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-        conn.sendall(data)
-        return conn.recv(1024).decode()
-
-
-def udp_echo(host: str, port: int, data: bytes = b"hi") -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(5)
-        s.sendto(data, (host, port))
-        return s.recv(1024).decode()
-
-
 def test_slirp4netns_handler_forwards_tcp_range_and_udp(hygiene, config, netns):
     tcp, udp, single = free_port(), free_port(socket.SOCK_DGRAM), free_port()
     while tcp + 1 in (udp, single):
@@ -165,7 +149,7 @@ def test_slirp4netns_handler_forwards_tcp_range_and_udp(hygiene, config, netns):
             assert tcp_echo(tcp).endswith(" 8080")
             assert tcp_echo(tcp + 1).endswith(" 8081")
             assert tcp_echo(single).endswith(" 9090")
-            assert udp_echo(host_ipv4(), udp).endswith(" 5353")
+            assert udp_echo(udp, host_ipv4()).endswith(" 5353")
     assert not os.path.exists(socket_path)
 
 

@@ -14,7 +14,15 @@ import pytest
 
 import pyslirp
 
-from helpers import children, mounted, open_fds, wait_gone, wait_reaped, zombies
+from helpers import (
+    children,
+    mounted,
+    open_fds,
+    wait_asleep_in,
+    wait_gone,
+    wait_reaped,
+    zombies,
+)
 
 SLEEP = ["sleep", "100"]
 
@@ -39,24 +47,14 @@ def mount_fields(pid: int, mount_point: str) -> list[str]:
 
 
 def spawn_settled(argv, **kwargs) -> pyslirp.Child:
-    """spawn(), then wait until exec has closed the child's close-on-exec fds.
+    """spawn() a ``sleep``, then wait until it sleeps, its start-up over.
 
     CLONE_VFORK lets us go on as soon as execve replaces the child's memory, a moment
-    before the kernel closes its close-on-exec fds: /proc/PID/fd read right away may
-    still list them. The child's copy of a canary pipe's write end goes with them.
+    before the kernel closes its close-on-exec fds, and the dynamic loader opens some
+    more: /proc/PID/fd read at once may list fds that are gone a moment later.
     """
-    canary_r, low_w = os.pipe()
-    # Above every mapped fd: the child closes fds below those before exec, not this one.
-    canary_w = fcntl.fcntl(low_w, fcntl.F_DUPFD_CLOEXEC, 512)
-    os.close(low_w)
-    try:
-        child = pyslirp.spawn(argv, **kwargs)
-    finally:
-        os.close(canary_w)
-    try:
-        assert os.read(canary_r, 1) == b""
-    finally:
-        os.close(canary_r)
+    child = pyslirp.spawn(argv, **kwargs)
+    assert wait_asleep_in(f"/proc/{child.pid}", "nanosleep")
     return child
 
 

@@ -26,7 +26,7 @@ import pyslirp
 from pyslirp.apisocket import request
 from pyslirp.ready import wait_ready
 
-from helpers import free_port, wait_blocked_in_poll, wait_thread_gone
+from helpers import free_port, wait_asleep_in, wait_thread_gone
 
 pytestmark = pytest.mark.stress
 
@@ -399,7 +399,7 @@ def sigint_once_started(fifo: Path) -> Iterator[None]:
             poller.register(cancel_r, select.POLLIN)
             ready = dict(poller.poll(60_000))
             started = ready.get(fd) and os.read(fd, 100) == b"started\n"
-            if started and wait_blocked_in_poll(main_tid, timeout=30):
+            if started and wait_asleep_in(f"/proc/self/task/{main_tid}", "poll", timeout=30):
                 assert main.ident is not None
                 signal.pthread_kill(main.ident, signal.SIGINT)
         finally:
