@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -148,6 +149,8 @@ def setup(opts: SetupOptions) -> SetupResult:
     result: SetupResult | None = None
     log_fd = ready_r = -1
     try:
+        if plan.api_socket is not None:
+            _claim_api_socket(plan.api_socket)
         # Ctrl-C waits until a handle owns what was just made: then close() undoes it.
         with signals_deferred():
             log_fd = anonymous_file(opts.config.tmp_dir)
@@ -216,6 +219,24 @@ def _plan(opts: SetupOptions) -> _Plan:
         os.geteuid() == 0 or opts.userns_path is not None
     )
     return _Plan(argv, options, api_socket, hostfwds, rootlessport, private_mounts)
+
+
+def _claim_api_socket(path: str) -> None:
+    """Remove a stale API socket left by a slirp4netns that died; refuse a live one,
+    which another setup with the same container id is using."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
+        try:
+            probe.connect(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except ConnectionRefusedError:
+            os.unlink(path)  # nobody listens: stale
+            return
+        except OSError as exc:
+            raise StartError(f"cannot use api socket {path}: {exc}") from exc
+    raise StartError(
+        f"api socket {path} is in use: another slirp4netns runs for this container id"
+    )
 
 
 def _check_container_id(container_id: object) -> None:

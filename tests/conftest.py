@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -15,14 +15,26 @@ from helpers import open_fds, zombies
 
 
 @pytest.fixture
-def netns() -> Iterator[str]:
-    """A fresh named network namespace; yields its ``/run/netns`` path."""
-    name = f"pyslirp-test-{uuid.uuid4().hex[:10]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
+def make_netns() -> Iterator[Callable[[], str]]:
+    """Makes fresh named network namespaces (``/run/netns`` paths), deleted afterwards."""
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"pyslirp-test-{uuid.uuid4().hex[:10]}")
+        subprocess.run(["ip", "netns", "add", names[-1]], check=True)
+        return f"/run/netns/{names[-1]}"
+
     try:
-        yield f"/run/netns/{name}"
+        yield make
     finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
+        for name in names:
+            subprocess.run(["ip", "netns", "delete", name], check=True)
+
+
+@pytest.fixture
+def netns(make_netns: Callable[[], str]) -> str:
+    """A fresh named network namespace: its ``/run/netns`` path."""
+    return make_netns()
 
 
 @pytest.fixture

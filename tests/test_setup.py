@@ -236,3 +236,29 @@ def test_fake_slirp4netns_faults_are_typed_and_leave_nothing(hygiene, tmp_path, 
     if fault == "exits":
         assert "fake: cannot configure" in str(info.value)
     assert set(children()) == before
+
+
+def test_second_setup_with_the_same_container_id_leaves_the_first_alone(
+    hygiene, config, make_netns
+):
+    extra = ["port_handler=slirp4netns"]
+    ports = [pyslirp.PortMapping(host_port=free_port(), container_port=80)]
+    with pyslirp.setup(options(config, make_netns(), ports=ports, extra_options=extra)) as one:
+        again = [pyslirp.PortMapping(host_port=free_port(), container_port=80)]
+        with pytest.raises(pyslirp.StartError, match="in use"):
+            pyslirp.setup(options(config, make_netns(), ports=again, extra_options=extra))
+        assert one.api_socket is not None
+        assert os.path.exists(one.api_socket)
+        assert one.returncode is None
+
+
+def test_stale_api_socket_is_replaced(hygiene, config, netns):
+    os.makedirs(config.tmp_dir)
+    stale = os.path.join(config.tmp_dir, "ctr.net")
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(stale)  # bound, never listening, closed: what a killed slirp4netns leaves
+    ports = [pyslirp.PortMapping(host_port=free_port(), container_port=80)]
+    opts = options(config, netns, ports=ports, extra_options=["port_handler=slirp4netns"])
+    with pyslirp.setup(opts) as result:
+        assert result.api_socket == stale
+    assert not os.path.exists(stale)
