@@ -220,12 +220,16 @@ class _LongLivedThread:
                 box.append(exc)
             done.set()
 
-    def _forget_after_fork(self) -> None:
-        self.__init__()  # type: ignore[misc]
-
 
 _SPAWNER = _LongLivedThread()
-os.register_at_fork(after_in_child=_SPAWNER._forget_after_fork)
+
+
+def _new_spawner_after_fork() -> None:
+    global _SPAWNER
+    _SPAWNER = _LongLivedThread()  # a forked child has no spawner thread
+
+
+os.register_at_fork(after_in_child=_new_spawner_after_fork)
 
 
 def _fileno(name: str, value: FdLike) -> int:
@@ -377,9 +381,7 @@ def spawn(
     return Child([os.fsdecode(a) for a in args], state, leads_group=bool(setpgid))
 
 
-def _spawn_error(
-    step: int, err: int, exe: bytes, netns: object, userns: object
-) -> OSError:
+def _spawn_error(step: int, err: int, exe: bytes, netns: object, userns: object) -> OSError:
     filename: object = {
         lib.PYSLIRP_STEP_EXEC: os.fsdecode(exe),
         lib.PYSLIRP_STEP_SETNS_NET: netns,
@@ -387,8 +389,10 @@ def _spawn_error(
     }.get(step)
     if isinstance(filename, (bytes, os.PathLike)):
         filename = os.fsdecode(filename)
-    error = OSError(err, os.strerror(err), filename) if filename is not None else OSError(
-        err, os.strerror(err)
+    error = (
+        OSError(err, os.strerror(err), filename)
+        if filename is not None
+        else OSError(err, os.strerror(err))
     )
     step_name = _STEPS.get(step, f"step {step}")
     setattr(error, "step", step_name)  # noqa: B010 - OSError subclasses have no such slot
