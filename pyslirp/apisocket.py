@@ -43,7 +43,5 @@ def request(path: str, execute: str, arguments: dict[str, Any], deadline: float)
     if "error" in decoded:
         error = decoded["error"]
         desc = error.get("desc", error) if isinstance(error, dict) else error
-        raise PortForwardError(
-            f"from slirp4netns while setting up port redirection: {desc}"
-        )
+        raise PortForwardError(f"from slirp4netns while setting up port redirection: {desc}")
     return decoded.get("return")

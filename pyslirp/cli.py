@@ -229,8 +229,9 @@ def _info(args: argparse.Namespace) -> int:
     print(f"containers.conf: {', '.join(config.loaded_files) or 'none read'}")
     print(f"tmp_dir: {config.tmp_dir}")
     print("options: " + ", ".join(f"{k}={v}" for k, v in report["options"].items()))
-    print(f"subnet: {subnet}  ip: {report['ip']}  gateway: {report['gateway']}  "
-          f"dns: {report['dns']}")
+    print(
+        f"subnet: {subnet}  ip: {report['ip']}  gateway: {report['gateway']}  dns: {report['dns']}"
+    )
     return 0
 
 

@@ -193,8 +193,7 @@ def _read_engine(path: str) -> dict[str, Any]:
             value = tuple(value)
         elif kind is list or not isinstance(value, kind):
             raise ConfigError(
-                f"decode configuration {path}: engine.{key} must be {description}, "
-                f"got {value!r}"
+                f"decode configuration {path}: engine.{key} must be {description}, got {value!r}"
             )
         found[key] = value
     if "network_cmd_path" in found:

@@ -94,9 +94,7 @@ def _check_protocol(protocol: str) -> None:
                 f"unrecognized protocol {go_quote(item)} in port mapping"
             )
         if item in seen:
-            raise PortMappingError(
-                f"invalid protocol {go_quote(protocol)}: {item} is listed twice"
-            )
+            raise PortMappingError(f"invalid protocol {go_quote(protocol)}: {item} is listed twice")
         seen.add(item)
 
 

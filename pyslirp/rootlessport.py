@@ -132,9 +132,7 @@ def setup_rootless_port_mapping_via_rlk(
     With ``opts.rootless_port_exit_pipe_r`` the caller owns its lifetime (closing the
     write end stops it); otherwise the returned handle owns an exit pipe.
     """
-    return start_rootlessport(
-        opts, slirp_subnet, net_status, time.monotonic() + opts.ready_timeout
-    )
+    return start_rootlessport(opts, slirp_subnet, net_status, time.monotonic() + opts.ready_timeout)
 
 
 def start_rootlessport(

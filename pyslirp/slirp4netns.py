@@ -234,9 +234,7 @@ def _claim_api_socket(path: str) -> None:
             return
         except OSError as exc:
             raise StartError(f"cannot use api socket {path}: {exc}") from exc
-    raise StartError(
-        f"api socket {path} is in use: another slirp4netns runs for this container id"
-    )
+    raise StartError(f"api socket {path} is in use: another slirp4netns runs for this container id")
 
 
 def _check_container_id(container_id: object) -> None:

@@ -69,8 +69,17 @@ def test_gateway_and_dns_errors_name_what_was_calculated() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "garbage", "10.0.2.0", "10.0.2.0/33", "::1/64", "10.0.2.0/", "010.0.2.0/24",
-     "10.0.2.0/24 ", "10.0.2.0/255.255.255.0"],
+    [
+        "",
+        "garbage",
+        "10.0.2.0",
+        "10.0.2.0/33",
+        "::1/64",
+        "10.0.2.0/",
+        "010.0.2.0/24",
+        "10.0.2.0/24 ",
+        "10.0.2.0/255.255.255.0",
+    ],
 )
 def test_bad_subnet_strings_raise_subnet_error(value: str) -> None:
     with pytest.raises(SubnetError, match="invalid CIDR address"):
@@ -144,8 +153,9 @@ def test_child_ip_without_anything_is_empty() -> None:
 def test_child_ip_prefers_ipv4_over_an_earlier_ipv6() -> None:
     status = {
         "a": {"interfaces": {"eth0": {"subnets": [{"ipnet": "fd00::5/64"}]}}},
-        "b": {"interfaces": {"eth0": {"subnets": [{"ipnet": "10.88.0.2/16",
-                                                   "gateway": "10.88.0.1"}]}}},
+        "b": {
+            "interfaces": {"eth0": {"subnets": [{"ipnet": "10.88.0.2/16", "gateway": "10.88.0.1"}]}}
+        },
     }
     assert get_rootless_port_child_ip(None, status) == "10.88.0.2"
 
@@ -153,8 +163,12 @@ def test_child_ip_prefers_ipv4_over_an_earlier_ipv6() -> None:
 def test_child_ip_falls_back_to_the_first_ipv6() -> None:
     status = {
         "b": {"interfaces": {"eth0": {"subnets": [{"ipnet": "fd00::9/64"}]}}},
-        "a": {"interfaces": {"eth1": {"subnets": [{"ipnet": "fd00::5/64"}]},
-                             "eth0": {"subnets": [{"ipnet": "fd00::1/64"}]}}},
+        "a": {
+            "interfaces": {
+                "eth1": {"subnets": [{"ipnet": "fd00::5/64"}]},
+                "eth0": {"subnets": [{"ipnet": "fd00::1/64"}]},
+            }
+        },
     }
     assert get_rootless_port_child_ip(None, status) == "fd00::1"
 
@@ -168,9 +182,12 @@ def test_child_ip_accepts_typed_status_blocks() -> None:
     block = StatusBlock(
         interfaces={
             "eth0": NetInterface(
-                subnets=(NetAddress(ipnet=IPv6Interface("fd00::2/64")),
-                         NetAddress(ipnet=IPv4Interface("10.89.0.7/24"),
-                                    gateway=IPv4Address("10.89.0.1"))),
+                subnets=(
+                    NetAddress(ipnet=IPv6Interface("fd00::2/64")),
+                    NetAddress(
+                        ipnet=IPv4Interface("10.89.0.7/24"), gateway=IPv4Address("10.89.0.1")
+                    ),
+                ),
                 mac_address="aa:bb:cc:dd:ee:ff",
             )
         }
@@ -180,8 +197,14 @@ def test_child_ip_accepts_typed_status_blocks() -> None:
 
 def test_status_block_from_netavark_json() -> None:
     block = StatusBlock.from_json(
-        {"interfaces": {"eth0": {"subnets": [{"ipnet": "10.88.0.2/16", "gateway": "10.88.0.1"}],
-                                 "mac_address": "12:34:56:78:9a:bc"}}}
+        {
+            "interfaces": {
+                "eth0": {
+                    "subnets": [{"ipnet": "10.88.0.2/16", "gateway": "10.88.0.1"}],
+                    "mac_address": "12:34:56:78:9a:bc",
+                }
+            }
+        }
     )
     interface = block.interfaces["eth0"]
     assert interface.mac_address == "12:34:56:78:9a:bc"

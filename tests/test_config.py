@@ -103,8 +103,10 @@ def test_drop_ins_override_in_name_order(tmp_path: Path) -> None:
     base = _write(tmp_path / "containers.conf", '[engine]\nnetwork_cmd_options = ["mtu=1500"]\n')
     drop_ins = tmp_path / "containers.conf.d"
     second = _write(drop_ins / "20-b.conf", '[engine]\nnetwork_cmd_options = ["mtu=9000"]\n')
-    first = _write(drop_ins / "10-a.conf", '[engine]\nnetwork_cmd_options = ["mtu=4000"]\n'
-                                           "no_pivot_root = true\n")
+    first = _write(
+        drop_ins / "10-a.conf",
+        '[engine]\nnetwork_cmd_options = ["mtu=4000"]\nno_pivot_root = true\n',
+    )
     _write(drop_ins / "30-c.conf.disabled", '[engine]\ntmp_dir = "/nope"\n')
     (drop_ins / "40-dir.conf").mkdir()
     config = Config.load([SYSTEM_CONFIG, base])
@@ -115,8 +117,9 @@ def test_drop_ins_override_in_name_order(tmp_path: Path) -> None:
 
 
 def test_a_later_file_overrides_only_the_keys_it_sets(tmp_path: Path) -> None:
-    first = _write(tmp_path / "a" / "containers.conf", '[engine]\ntmp_dir = "/one"\n'
-                                                       "no_pivot_root = true\n")
+    first = _write(
+        tmp_path / "a" / "containers.conf", '[engine]\ntmp_dir = "/one"\nno_pivot_root = true\n'
+    )
     second = _write(tmp_path / "b" / "containers.conf", '[engine]\ntmp_dir = "/two"\n')
     config = Config.load([first, second])
     assert (config.tmp_dir, config.no_pivot_root) == ("/two", True)

@@ -178,16 +178,34 @@ def test_go_quote_matches_strconv_quote(text: str, quoted: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "number"),
-    [("42", 42), ("+7", 7), ("-3", -3), ("007", 7), ("", None), (" 1", None), ("1_0", None),
-     ("\u0661", None), ("0x10", None)],
+    [
+        ("42", 42),
+        ("+7", 7),
+        ("-3", -3),
+        ("007", 7),
+        ("", None),
+        (" 1", None),
+        ("1_0", None),
+        ("\u0661", None),
+        ("0x10", None),
+    ],
 )
 def test_go_atoi_accepts_only_plain_decimal(text: str, number: int | None) -> None:
     assert go_atoi(text) == number
 
 
 _keys = st.sampled_from(
-    ["cidr", "port_handler", "allow_host_loopback", "enable_ipv6", "outbound_addr",
-     "outbound_addr6", "mtu", "other", ""]
+    [
+        "cidr",
+        "port_handler",
+        "allow_host_loopback",
+        "enable_ipv6",
+        "outbound_addr",
+        "outbound_addr6",
+        "mtu",
+        "other",
+        "",
+    ]
 )
 _values = st.one_of(
     st.text(max_size=20),

@@ -94,14 +94,34 @@ def test_ipv4_and_ipv6_host_ips_are_accepted() -> None:
 def test_hostfwd_args_expand_each_protocol_then_each_port() -> None:
     mapping = PortMapping(container_port=80, host_port=8080, range=2, protocol="udp,tcp")
     assert slirp4netns_hostfwd_args(mapping) == [
-        {"proto": "udp", "host_addr": "0.0.0.0", "host_port": 8080, "guest_addr": "",
-         "guest_port": 80},
-        {"proto": "udp", "host_addr": "0.0.0.0", "host_port": 8081, "guest_addr": "",
-         "guest_port": 81},
-        {"proto": "tcp", "host_addr": "0.0.0.0", "host_port": 8080, "guest_addr": "",
-         "guest_port": 80},
-        {"proto": "tcp", "host_addr": "0.0.0.0", "host_port": 8081, "guest_addr": "",
-         "guest_port": 81},
+        {
+            "proto": "udp",
+            "host_addr": "0.0.0.0",
+            "host_port": 8080,
+            "guest_addr": "",
+            "guest_port": 80,
+        },
+        {
+            "proto": "udp",
+            "host_addr": "0.0.0.0",
+            "host_port": 8081,
+            "guest_addr": "",
+            "guest_port": 81,
+        },
+        {
+            "proto": "tcp",
+            "host_addr": "0.0.0.0",
+            "host_port": 8080,
+            "guest_addr": "",
+            "guest_port": 80,
+        },
+        {
+            "proto": "tcp",
+            "host_addr": "0.0.0.0",
+            "host_port": 8081,
+            "guest_addr": "",
+            "guest_port": 81,
+        },
     ]
 
 
@@ -131,10 +151,11 @@ def test_hostfwd_args_refuse_sctp_naming_it() -> None:
         ("53:53/UDP,tcp,udp", PortMapping(container_port=53, host_port=53, protocol="udp,tcp")),
         ("9:9/sctp", PortMapping(container_port=9, host_port=9, protocol="sctp")),
         ("[::1]:8080:80", PortMapping(container_port=80, host_port=8080, host_ip="::1")),
-        ("[::ffff:127.0.0.1]:1:2", PortMapping(container_port=2, host_port=1,
-                                               host_ip="127.0.0.1")),
-        ("[FD00:0::1]:1:2/udp", PortMapping(container_port=2, host_port=1, host_ip="fd00::1",
-                                            protocol="udp")),
+        ("[::ffff:127.0.0.1]:1:2", PortMapping(container_port=2, host_port=1, host_ip="127.0.0.1")),
+        (
+            "[FD00:0::1]:1:2/udp",
+            PortMapping(container_port=2, host_port=1, host_ip="fd00::1", protocol="udp"),
+        ),
     ],
 )
 def test_parse_publish_accepts_podman_syntax(spec: str, expected: PortMapping) -> None:
@@ -179,8 +200,13 @@ _ports = st.integers(1, 65535)
 
 
 @settings(max_examples=300)
-@given(_ports, _ports, st.integers(1, 64), st.sampled_from(["tcp", "udp", "tcp,udp", "sctp"]),
-       st.sampled_from(["", "127.0.0.1", "::1", "10.1.2.3"]))
+@given(
+    _ports,
+    _ports,
+    st.integers(1, 64),
+    st.sampled_from(["tcp", "udp", "tcp,udp", "sctp"]),
+    st.sampled_from(["", "127.0.0.1", "::1", "10.1.2.3"]),
+)
 def test_a_mapping_written_as_a_publish_spec_parses_back(
     host: int, container: int, count: int, protocol: str, host_ip: str
 ) -> None:

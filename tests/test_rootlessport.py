@@ -123,7 +123,7 @@ def fake_rootlessport(tmp_path: Path, body: str) -> pyslirp.Config:
 
 def test_fake_rootlessport_receives_the_config_on_stdin(hygiene, tmp_path, netns):
     received = tmp_path / "stdin.json"
-    config = fake_rootlessport(tmp_path, f'cat > {received}; printf 1 >&4; exec 4>&-; cat <&3')
+    config = fake_rootlessport(tmp_path, f"cat > {received}; printf 1 >&4; exec 4>&-; cat <&3")
     mapping = pyslirp.PortMapping(host_port=8080, container_port=80)
     opts = options(config, netns, [mapping])
     with setup_rootless_port_mapping_via_rlk(opts, "10.0.2.0/24"):
@@ -144,9 +144,7 @@ def test_fake_rootlessport_error_on_stdout_is_the_message(hygiene, tmp_path, net
     opts = options(config, netns, [pyslirp.PortMapping(host_port=80, container_port=80)])
     with pytest.raises(pyslirp.StartError) as info:
         setup_rootless_port_mapping_via_rlk(opts, None)
-    assert str(info.value).startswith(
-        "rootlessport listen tcp 0.0.0.0:80: bind: permission denied"
-    )
+    assert str(info.value).startswith("rootlessport listen tcp 0.0.0.0:80: bind: permission denied")
     assert "net.ipv4.ip_unprivileged_port_start=" in str(info.value)
     assert children() == {}
 

@@ -41,13 +41,41 @@ FUZZ = settings(
 
 # --- network options ------------------------------------------------------------------------
 
-KEYS = ["cidr", "port_handler", "allow_host_loopback", "enable_ipv6", "outbound_addr",
-        "outbound_addr6", "mtu"]
+KEYS = [
+    "cidr",
+    "port_handler",
+    "allow_host_loopback",
+    "enable_ipv6",
+    "outbound_addr",
+    "outbound_addr6",
+    "mtu",
+]
 VALUES = st.one_of(
     st.text(max_size=30),
-    st.sampled_from(["true", "false", "rootlesskit", "slirp4netns", "lo", "::1", "fd00::1",
-                     "10.0.2.0/24", "10.0.2.0/25", "0.0.0.0/0", "1.2.3.4", "+1500", "-1",
-                     "65520", "65521", "68", "67", "٣٣", "1e3", "10.0.2.0/024"]),
+    st.sampled_from(
+        [
+            "true",
+            "false",
+            "rootlesskit",
+            "slirp4netns",
+            "lo",
+            "::1",
+            "fd00::1",
+            "10.0.2.0/24",
+            "10.0.2.0/25",
+            "0.0.0.0/0",
+            "1.2.3.4",
+            "+1500",
+            "-1",
+            "65520",
+            "65521",
+            "68",
+            "67",
+            "٣٣",
+            "1e3",
+            "10.0.2.0/024",
+        ]
+    ),
     st.integers(-(2**70), 2**70).map(str),
     st.ip_addresses().map(str),
     st.builds(lambda ip, n: f"{ip}/{n}", st.ip_addresses(v=4), st.integers(-1, 40)),
@@ -81,23 +109,38 @@ ANY_VALUE = st.one_of(
 )
 PORTS = st.one_of(st.integers(-2, 65537), ANY_VALUE)
 PROTOCOLS = st.one_of(
-    st.lists(st.sampled_from(["tcp", "udp", "sctp", "TCP", "", "icmp"]), min_size=1,
-             max_size=4).map(",".join),
+    st.lists(
+        st.sampled_from(["tcp", "udp", "sctp", "TCP", "", "icmp"]), min_size=1, max_size=4
+    ).map(",".join),
     ANY_VALUE,
 )
-HOST_IPS = st.one_of(st.just(""), st.ip_addresses().map(str), ANY_VALUE,
-                     st.sampled_from(["fe80::1%eth0", "::ffff:1.2.3.4", "localhost"]))
+HOST_IPS = st.one_of(
+    st.just(""),
+    st.ip_addresses().map(str),
+    ANY_VALUE,
+    st.sampled_from(["fe80::1%eth0", "::ffff:1.2.3.4", "localhost"]),
+)
 
 
 @FUZZ
-@given(container_port=PORTS, host_port=PORTS, host_ip=HOST_IPS,
-       range_=st.one_of(st.integers(-1, 70000), ANY_VALUE), protocol=PROTOCOLS)
+@given(
+    container_port=PORTS,
+    host_port=PORTS,
+    host_ip=HOST_IPS,
+    range_=st.one_of(st.integers(-1, 70000), ANY_VALUE),
+    protocol=PROTOCOLS,
+)
 def test_fuzz_port_mapping_values_build_or_raise_port_mapping_error(
     leftovers, container_port, host_port, host_ip, range_, protocol
 ):
     try:
-        mapping = pyslirp.PortMapping(container_port=container_port, host_port=host_port,
-                                      host_ip=host_ip, range=range_, protocol=protocol)
+        mapping = pyslirp.PortMapping(
+            container_port=container_port,
+            host_port=host_port,
+            host_ip=host_ip,
+            range=range_,
+            protocol=protocol,
+        )
     except pyslirp.PortMappingError:
         return
     assert 1 <= mapping.host_port <= mapping.host_port + mapping.range - 1 <= 65535
@@ -114,8 +157,33 @@ def test_fuzz_port_mapping_values_build_or_raise_port_mapping_error(
 # --- podman -p specs ------------------------------------------------------------------------
 
 SPEC_PIECES = st.sampled_from(
-    ["8080", "80", "0", "65535", "65536", "-", ":", "::", "/", "[", "]", "::1", "[::1]",
-     "127.0.0.1", "0.0.0.0", "tcp", "udp", "sctp", "TCP", ",", "1-2", "+1", "٣", " ", ""]
+    [
+        "8080",
+        "80",
+        "0",
+        "65535",
+        "65536",
+        "-",
+        ":",
+        "::",
+        "/",
+        "[",
+        "]",
+        "::1",
+        "[::1]",
+        "127.0.0.1",
+        "0.0.0.0",
+        "tcp",
+        "udp",
+        "sctp",
+        "TCP",
+        ",",
+        "1-2",
+        "+1",
+        "٣",
+        " ",
+        "",
+    ]
 )
 SPECS = st.one_of(
     st.text(max_size=40),
@@ -135,8 +203,10 @@ def test_fuzz_publish_specs_parse_or_raise_port_mapping_error(leftovers, spec):
     assert isinstance(mapping, pyslirp.PortMapping)
     # What parses is a valid mapping, and parses back to itself from its own spelling.
     host_ip = f"[{mapping.host_ip}]" if ":" in mapping.host_ip else mapping.host_ip
-    ranges = [f"{p}-{p + mapping.range - 1}" if mapping.range > 1 else str(p)
-              for p in (mapping.host_port, mapping.container_port)]
+    ranges = [
+        f"{p}-{p + mapping.range - 1}" if mapping.range > 1 else str(p)
+        for p in (mapping.host_port, mapping.container_port)
+    ]
     again = f"{host_ip}:{ranges[0]}:{ranges[1]}/{mapping.protocol}".lstrip(":")
     assert pyslirp.parse_publish(again) == mapping
 
@@ -145,8 +215,9 @@ def test_fuzz_publish_specs_parse_or_raise_port_mapping_error(leftovers, spec):
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 ADDRESS = st.one_of(
@@ -156,12 +227,16 @@ ADDRESS = st.one_of(
 )
 SUBNET = st.fixed_dictionaries({"ipnet": ADDRESS}, optional={"gateway": ADDRESS})
 INTERFACE = st.fixed_dictionaries(
-    {}, optional={"subnets": st.one_of(st.lists(SUBNET, max_size=3), JSON),
-                  "mac_address": st.one_of(st.text(max_size=17), JSON)}
+    {},
+    optional={
+        "subnets": st.one_of(st.lists(SUBNET, max_size=3), JSON),
+        "mac_address": st.one_of(st.text(max_size=17), JSON),
+    },
 )
 BLOCK = st.one_of(
-    st.fixed_dictionaries({"interfaces": st.dictionaries(st.text(max_size=6), INTERFACE,
-                                                         max_size=3)}),
+    st.fixed_dictionaries(
+        {"interfaces": st.dictionaries(st.text(max_size=6), INTERFACE, max_size=3)}
+    ),
     st.fixed_dictionaries({"interfaces": JSON}),
     JSON,
 )
@@ -242,8 +317,11 @@ def fake_api() -> Iterator[FakeApi]:
 
 
 VALID = st.fixed_dictionaries(
-    {}, optional={"return": JSON, "error": st.one_of(JSON, st.fixed_dictionaries(
-        {}, optional={"desc": JSON}))}
+    {},
+    optional={
+        "return": JSON,
+        "error": st.one_of(JSON, st.fixed_dictionaries({}, optional={"desc": JSON})),
+    },
 ).map(lambda d: json.dumps(d).encode())
 REPLIES = st.one_of(
     st.binary(max_size=200),
@@ -251,8 +329,9 @@ REPLIES = st.one_of(
     JSON.map(lambda j: json.dumps(j).encode()),
     st.builds(lambda b, cut: b[: max(0, len(b) - cut)], VALID, st.integers(1, 20)),  # truncated
     st.integers(1, 100_000).map(lambda n: b"[" * n),  # deeply nested
-    st.integers(MAX_REPLY - 2, MAX_REPLY + 4096).map(lambda n: b'{"return": "'
-                                                     + b"x" * n + b'"}'),  # huge
+    st.integers(MAX_REPLY - 2, MAX_REPLY + 4096).map(
+        lambda n: b'{"return": "' + b"x" * n + b'"}'
+    ),  # huge
     st.text(max_size=50).map(lambda t: t.encode("utf-16")),
 )
 DEADLINE = 0.25  # seconds the client gives a server that never answers
@@ -289,5 +368,6 @@ def test_fuzz_api_socket_replies_give_a_value_or_port_forward_error(
     assert outcome["value"] == decoded.get("return")
     if read_request:
         assert json.loads(fake_api.received) == {
-            "execute": "add_hostfwd", "arguments": {"host_port": 1}
+            "execute": "add_hostfwd",
+            "arguments": {"host_port": 1},
         }
