@@ -10,8 +10,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import subprocess
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -121,24 +119,9 @@ def subreaper(leftovers: Leftovers) -> Iterator[None]:
 
 
 @pytest.fixture
-def netns_pool() -> Iterator[Callable[[int], list[str]]]:
+def netns_pool(make_netns: Callable[[], str]) -> Callable[[int], list[str]]:
     """Make ``count`` named network namespaces; all are deleted after the test."""
-    names: list[str] = []
-
-    def make(count: int) -> list[str]:
-        paths = []
-        for _ in range(count):
-            name = f"pyslirp-stress-{uuid.uuid4().hex[:10]}"
-            subprocess.run(["ip", "netns", "add", name], check=True)
-            names.append(name)
-            paths.append(f"/run/netns/{name}")
-        return paths
-
-    try:
-        yield make
-    finally:
-        for name in names:
-            subprocess.run(["ip", "netns", "delete", name], check=False)
+    return lambda count: [make_netns() for _ in range(count)]
 
 
 @pytest.fixture
