@@ -7,11 +7,14 @@ does so without a SIGCHLD handler that would fight the application's own.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import threading
 
 from .signals import block_in_this_thread
+
+log = logging.getLogger("pyslirp")
 
 
 class ChildState:
@@ -84,7 +87,14 @@ class Reaper:
                     state = self._states.get(fd)
                     if state is None:
                         continue
-                    if state.reap():
+                    try:
+                        reaped = state.reap()
+                    except OSError as exc:
+                        # Someone closed our pidfd behind our back: this child is lost
+                        # to us, but the thread must live on for the others.
+                        log.warning("cannot reap pid %d: %s", state.pid, exc)
+                        reaped = True
+                    if reaped:
                         del self._states[fd]
                     else:
                         epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
