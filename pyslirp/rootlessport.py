@@ -96,15 +96,14 @@ class RootlessPort:
         self._closed = True
         deadline = time.monotonic() + timeout
         try:
-            if self._exit_w is not None:
-                os.close(self._exit_w)
+            if self._exit_w is None:
+                self.child.stop(timeout)
             else:
-                self.child.terminate()
-            try:
-                self.child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait()
+                os.close(self._exit_w)  # at EOF it exits, removing its state dir itself
+                try:
+                    self.child.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.child.stop(0)
             for pidfd in self._descendants:
                 if not _wait_pidfd(pidfd, deadline - time.monotonic()):
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
