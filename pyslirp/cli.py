@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SlirpError, OSError, ValueError) as exc:
         print(f"pyslirp: {exc}", file=sys.stderr)
         return ERROR_STATUS
+    except KeyboardInterrupt:  # before CMD runs; after, SIGINT is CMD's to handle
+        return 128 + signal.SIGINT
 
 
 def _parser() -> argparse.ArgumentParser:
