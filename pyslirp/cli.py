@@ -20,7 +20,7 @@ from .addresses import BINARY_NAME, DEFAULT_SUBNET, get_dns, get_gateway, get_ip
 from .config import Config
 from .errors import SlirpError
 from .features import probe_features
-from .options import parse_options
+from .options import OPTION_KEYS, parse_options
 from .ports import parse_publish
 from .rootlessport import BINARY_NAME as ROOTLESSPORT
 from .slirp4netns import SetupOptions, setup
@@ -82,8 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a slirp4netns network option (cidr, mtu, enable_ipv6, port_handler, "
-        "allow_host_loopback, outbound_addr, outbound_addr6); repeatable",
+        help=f"a slirp4netns network option ({', '.join(OPTION_KEYS)}); repeatable",
     )
     run.add_argument(
         "--rootless",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, IPv6Address
 from typing import Any, Literal, get_args
 
@@ -54,6 +54,10 @@ class NetworkOptions:
         if isinstance(self.mtu, bool) or not isinstance(self.mtu, int):
             raise OptionError(f"invalid mtu {self.mtu!r}")
         _check_mtu(self.mtu, str(self.mtu))
+
+
+OPTION_KEYS = tuple(f.name for f in fields(NetworkOptions))
+"""The keys of ``network_cmd_options`` (``key=value``), in podman's documented order."""
 
 
 def parse_options(config_options: Iterable[str], extra_options: Iterable[str]) -> NetworkOptions:

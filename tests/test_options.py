@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pyslirp.errors import OptionError
 from pyslirp.gofmt import go_atoi, go_quote
-from pyslirp.options import NetworkOptions, parse_options
+from pyslirp.options import OPTION_KEYS, NetworkOptions, parse_options
 
 
 def test_defaults_are_podmans() -> None:
@@ -194,19 +194,7 @@ def test_go_atoi_accepts_only_plain_decimal(text: str, number: int | None) -> No
     assert go_atoi(text) == number
 
 
-_keys = st.sampled_from(
-    [
-        "cidr",
-        "port_handler",
-        "allow_host_loopback",
-        "enable_ipv6",
-        "outbound_addr",
-        "outbound_addr6",
-        "mtu",
-        "other",
-        "",
-    ]
-)
+_keys = st.sampled_from([*OPTION_KEYS, "other", ""])
 _values = st.one_of(
     st.text(max_size=20),
     st.sampled_from(["true", "false", "lo", "::1", "10.0.2.0/24", "1500", "slirp4netns"]),

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 import pyslirp
 from pyslirp.apisocket import MAX_REPLY, request
 from pyslirp.netstatus import StatusBlock
+from pyslirp.options import OPTION_KEYS
 from pyslirp.ports import slirp4netns_hostfwd_args
 
 from helpers import env_count
@@ -41,15 +42,6 @@ FUZZ = settings(
 
 # --- network options ------------------------------------------------------------------------
 
-KEYS = [
-    "cidr",
-    "port_handler",
-    "allow_host_loopback",
-    "enable_ipv6",
-    "outbound_addr",
-    "outbound_addr6",
-    "mtu",
-]
 VALUES = st.one_of(
     st.text(max_size=30),
     st.sampled_from(
@@ -81,7 +73,7 @@ VALUES = st.one_of(
     st.builds(lambda ip, n: f"{ip}/{n}", st.ip_addresses(v=4), st.integers(-1, 40)),
 )
 OPTION = st.one_of(
-    st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS), VALUES),
+    st.builds(lambda k, v: f"{k}={v}", st.sampled_from(OPTION_KEYS), VALUES),
     st.text(max_size=40),
 )
 
