@@ -11,7 +11,7 @@ from typing import Any
 
 from .addresses import BINARY_NAME
 from .errors import BinaryNotFound, ConfigError
-from .gofmt import go_quote
+from .gostrconv import go_quote
 
 SYSTEM_CONFIG = "/usr/share/containers/containers.conf"
 OVERRIDE_CONFIG = "/etc/containers/containers.conf"

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 
 from .errors import BinaryNotFound, SlirpError
-from .gofmt import go_quote
+from .gostrconv import go_quote
 
 HELP_TIMEOUT = 10.0
 

@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 
 from .addresses import parse_subnet
 from .errors import OptionError, SubnetError
-from .gofmt import go_atoi, go_quote
+from .gostrconv import go_atoi, go_quote
 
 PortHandler = Literal["rootlesskit", "slirp4netns"]
 PORT_HANDLERS: tuple[PortHandler, ...] = get_args(PortHandler)

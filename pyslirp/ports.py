@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address, ip_address
 
 from .errors import PortMappingError
-from .gofmt import go_atoi, go_quote
+from .gostrconv import go_atoi, go_quote
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 SLIRP4NETNS_PROTOCOLS = ("tcp", "udp")

@@ -24,7 +24,7 @@ from .config import Config
 from .errors import OptionError, StartError
 from .exitpipe import check_exit_pipe
 from .features import probe_features
-from .gofmt import go_quote
+from .gostrconv import go_quote
 from .options import NetworkOptions, parse_options
 from .ports import PortMapping, slirp4netns_hostfwd_args
 from .ready import wait_ready

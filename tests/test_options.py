@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyslirp.errors import OptionError
-from pyslirp.gofmt import go_atoi, go_quote
+from pyslirp.gostrconv import go_atoi, go_quote
 from pyslirp.options import OPTION_KEYS, NetworkOptions, parse_options
 
 
