@@ -79,7 +79,7 @@ ffibuilder.cdef(
     int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
     int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
     int pyslirp_reaper_start(void);
-    int setns(int fd, int nstype);
+    int pyslirp_open_in_netns(const char *netns, const char *path, int flags);
     """
 )
 
@@ -92,7 +92,7 @@ ffibuilder.set_source(
     #include <sched.h>
     #include "spawn.h"
     """,
-    sources=["csrc/spawn.c", "csrc/reaper.c"],
+    sources=["csrc/spawn.c", "csrc/reaper.c", "csrc/netns.c"],
     include_dirs=["csrc"],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

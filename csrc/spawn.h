@@ -103,6 +103,10 @@ int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
 int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
 /* Hand a freshly spawned child to the reaper; 0 or an errno (used by pyslirp_spawn). */
 int pyslirp_watch(struct pyslirp_slot *slot);
+/* Open ``path`` (with ``flags``) as the network namespace ``netns`` sees it, from the
+ * calling thread, which is back in its own namespace on return; the fd or -errno. */
+int pyslirp_open_in_netns(const char *netns, const char *path, int flags);
+
 /* Start this process's reaper thread if it is not running; 0 or an errno. */
 int pyslirp_reaper_start(void);
 
