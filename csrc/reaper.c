@@ -158,6 +158,11 @@ static void after_fork_parent(void) { pthread_mutex_unlock(&lock); }
 
 static void after_fork_child(void)
 {
+    /* The parent's helpers exit at EOF on their exit pipes: a forked child must not hold
+     * the write ends open (a pre-fork server's workers would delay every stop). */
+    for (int i = 0; i < table_size; i++)
+        if (table[i].slot != NULL)
+            close_fd(&table[i].slot->exit_fd);
     /* The reaper thread and its children stay with the parent; the epoll set is the
      * parent's too (one open file description): never touch it from here. */
     pthread_mutex_init(&lock, NULL);

@@ -9,7 +9,10 @@ that process only, and exits with it however it dies (the exit pipe's write end 
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import resource
 import select
 import shutil
 import signal
@@ -22,6 +25,8 @@ from typing import Any
 from .errors import ReadyTimeout, StartError
 from .spawn import Child, spawn
 
+PRIVATE_DIR_PREFIX = "pyslirp-"
+PRIVATE_DIR_LOCK = ".lock"
 LOG_TAIL = 64 * 1024  # bytes of a helper's log kept for errors and log()
 MESSAGE_LINES = 8  # lines of that log an error message quotes, at most
 MESSAGE_CHARS = 2000
@@ -46,6 +51,7 @@ class Helper:
         self.private_dir: str | None = None
         self._graceful_eof = graceful_eof
         self._stopped = False
+        self._closing = False
 
     @property
     def pid(self) -> int:
@@ -59,13 +65,20 @@ class Helper:
 
     def make_private_dir(self, parent: str) -> str:
         """Make a directory of the helper's own (0700) under ``parent``, removed by
-        :meth:`close` once the helper is reaped. Its name is recorded before it exists."""
-        self.private_dir = os.path.join(parent, os.urandom(4).hex())
+        :meth:`close` once the helper is reaped.
+
+        Its name is recorded before it exists, and a lock file in it is held for as long
+        as this handle lives: a directory whose lock nobody holds was left by an owner
+        that was killed, and is removed here first.
+        """
+        self.private_dir = os.path.join(parent, PRIVATE_DIR_PREFIX + os.urandom(3).hex())
         try:
             os.makedirs(parent, mode=0o700, exist_ok=True)
+            _remove_abandoned_dirs(parent)
             os.mkdir(self.private_dir, 0o700)
+            self.child.lock(os.path.join(self.private_dir, PRIVATE_DIR_LOCK))
         except OSError as exc:
-            raise StartError(f"cannot make a private directory for {self.name}: {exc}") from exc
+            raise start_error(f"cannot make a private directory for {self.name}", exc) from exc
         return self.private_dir
 
     def spawn(self, argv: list[str], **kwargs: Any) -> None:
@@ -73,7 +86,7 @@ class Helper:
         try:
             spawn(argv, child=self.child, **kwargs)
         except OSError as exc:
-            raise StartError(f"cannot start {argv[0]}: {exc}") from exc
+            raise start_error(f"cannot start {argv[0]}", exc) from exc
 
     def log(self) -> str:
         """What the helper wrote to its log (the last 64 KiB), or "" when it has none."""
@@ -146,7 +159,7 @@ class Helper:
         """
         if self._stopped:
             return
-        self._stopped = True
+        self._closing = True  # interrupted from here on, __del__ finishes the job quietly
         child = self.child
         if not child.owned_here or not child.pid:
             self.release()
@@ -215,12 +228,42 @@ class Helper:
     def __del__(self) -> None:
         if self._stopped or not self.child.owned_here or not self.pid:
             return
-        warnings.warn(f"unstopped {self!r}", ResourceWarning, source=self, stacklevel=2)
+        if not self._closing:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
         self.kill()
         self.release()
 
     def __repr__(self) -> str:
         return f"<Helper {self.name} pid={self.pid} returncode={self.child.returncode}>"
+
+
+def start_error(what: str, exc: OSError) -> StartError:
+    """``what`` failed with ``exc``, as a :class:`StartError`; running out of fds says so
+    plainly, with the limit."""
+    if exc.errno == errno.EMFILE:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return StartError(
+            f"{what}: out of file descriptors (EMFILE: this process may open {soft}; "
+            "raise RLIMIT_NOFILE or close some)"
+        )
+    if exc.errno == errno.ENFILE:
+        return StartError(f"{what}: the system is out of file descriptors (ENFILE)")
+    return StartError(f"{what}: {exc}")
+
+
+def _remove_abandoned_dirs(parent: str) -> None:
+    """Remove the private directories under ``parent`` whose lock nobody holds."""
+    for entry in os.scandir(parent):
+        if not entry.name.startswith(PRIVATE_DIR_PREFIX) or not entry.is_dir():
+            continue
+        try:
+            with open(os.path.join(entry.path, PRIVATE_DIR_LOCK), "rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(entry.path, ignore_errors=True)
+        except (BlockingIOError, FileNotFoundError):
+            # In use, or being made or removed right now. (A directory whose lock file
+            # exists but is not locked yet may go: its setup then fails, typed.)
+            continue
 
 
 def read_tail(fd: int) -> str:

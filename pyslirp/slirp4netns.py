@@ -29,7 +29,7 @@ from .errors import OptionError, StartError
 from .exitpipe import check_exit_pipe
 from .features import probe_features
 from .gostrconv import go_quote
-from .helper import Helper
+from .helper import Helper, start_error
 from .options import SetupOptions, fd_of
 from .ports import slirp4netns_hostfwd_args
 from .rootlessport import check_tmp_dir, start_rootlessport
@@ -62,6 +62,7 @@ class SetupResult:
         self.rootlessport: Helper | None = None
         self._api_socket_inode: tuple[int, int] | None = None
         self._closed = False
+        self._closing = False
 
     @property
     def child(self) -> Child:
@@ -88,12 +89,13 @@ class SetupResult:
         this only closes that process's copies of the fds: the helpers are its parent's."""
         if self._closed:
             return
-        self._closed = True
+        self._closing = True  # interrupted from here on, __del__ finishes the job quietly
         try:
             if self.rootlessport is not None:
                 self.rootlessport.close(timeout)
         finally:
             self.slirp4netns.close(timeout, then=self._remove_api_socket)
+        self._closed = True
 
     def detach(self) -> int:
         """Give up ownership and return slirp4netns's pid: the helpers keep running and
@@ -105,16 +107,16 @@ class SetupResult:
         return self.slirp4netns.detach()
 
     def _remove_api_socket(self) -> None:
-        """Unlink the API socket if it is still the one ours made, then its lock file."""
-        if self.api_socket is None or not self.child.owned_here:
+        """Unlink the API socket and its lock file while we hold the lock, the socket
+        only if it is the one ours made (its inode, when it was seen)."""
+        if self.api_socket is None or self.child.fd("lock_fd") < 0:
             return
         with contextlib.suppress(OSError):
             st = os.stat(self.api_socket)
-            if (st.st_dev, st.st_ino) == self._api_socket_inode:
+            if self._api_socket_inode in (None, (st.st_dev, st.st_ino)):
                 os.unlink(self.api_socket)
-        if self.child.fd("lock_fd") >= 0:  # the lock is ours: so is its file
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(_lock_path(self.api_socket))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_lock_path(self.api_socket))
 
     def __enter__(self) -> SetupResult:
         return self
@@ -125,7 +127,8 @@ class SetupResult:
     def __del__(self) -> None:
         if self._closed or not self.child.owned_here or not self.pid:
             return
-        warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
+        if not self._closing:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
         self._closed = True
         for helper in (self.rootlessport, self.slirp4netns):
             if helper is not None:
@@ -255,19 +258,19 @@ def _claim_api_socket(child: Child, path: str, deadline: float) -> None:
             f"api socket {path} is in use: another slirp4netns runs for this container id"
         ) from None
     except OSError as exc:
-        raise StartError(f"cannot use api socket {path}: {exc}") from exc
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
-        probe.settimeout(max(deadline - time.monotonic(), 0.001))
-        try:
+        raise start_error(f"cannot use api socket {path}", exc) from exc
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
+            probe.settimeout(max(deadline - time.monotonic(), 0.001))
             probe.connect(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        except ConnectionRefusedError:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)  # nobody listens and no setup holds it: stale
-            return
-        except OSError as exc:
-            raise StartError(f"cannot use api socket {path}: {exc}") from exc
+    except (FileNotFoundError, NotADirectoryError):
+        return  # no socket there: the path is ours
+    except ConnectionRefusedError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # nobody listens and no setup holds it: stale
+        return
+    except OSError as exc:
+        raise start_error(f"cannot use api socket {path}", exc) from exc
     raise StartError(f"api socket {path} is in use by a slirp4netns pyslirp did not start")
 
 
