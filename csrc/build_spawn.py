@@ -25,6 +25,7 @@ ffibuilder.cdef(
     #define PYSLIRP_STEP_STACK ...
     #define PYSLIRP_STEP_MEMFD ...
     #define PYSLIRP_MAX_EXTRA_PIDFDS ...
+    #define PYSLIRP_DEVNULL ...
     #define CLONE_NEWNET ...
     #define CLONE_NEWUSER ...
 
@@ -48,6 +49,11 @@ ffibuilder.cdef(
         int umask;
         int netns_fd;
         int userns_fd;
+        const char *netns_path;
+        const char *userns_path;
+        const char *sysctl_netns;
+        const char *sysctl_path;
+        const char *sysctl_value;
     };
 
     struct pyslirp_slot {
@@ -63,6 +69,7 @@ ffibuilder.cdef(
         int log_fd;
         int out_fd;
         int lock_fd;
+        int sysctl_fd;
         int extra_pidfds[...];
         int step;
         int err;
@@ -71,6 +78,7 @@ ffibuilder.cdef(
 
     struct pyslirp_slot *pyslirp_slot_new(void);
     void pyslirp_slot_drop(struct pyslirp_slot *slot);
+    void pyslirp_slot_restore(struct pyslirp_slot *slot);
     void pyslirp_slot_close(struct pyslirp_slot *slot, int *fd);
     int pyslirp_slot_add_pidfd(struct pyslirp_slot *slot, int pid);
     int pyslirp_slot_lock(struct pyslirp_slot *slot, const char *path);
@@ -79,7 +87,6 @@ ffibuilder.cdef(
     int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
     int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
     int pyslirp_reaper_start(void);
-    int pyslirp_open_in_netns(const char *netns, const char *path, int flags);
     """
 )
 

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -60,8 +61,18 @@ static void close_fd(int *fd)
     }
 }
 
+static void restore_locked(struct pyslirp_slot *s)
+{
+    if (s->sysctl_fd < 0)
+        return;
+    if (s->sysctl_old[0] != '\0')
+        pwrite(s->sysctl_fd, s->sysctl_old, strlen(s->sysctl_old), 0);
+    close_fd(&s->sysctl_fd);
+}
+
 static void close_owned_fds(struct pyslirp_slot *s)
 {
+    restore_locked(s);
     close_fd(&s->ready_fd);
     close_fd(&s->exit_fd);
     close_fd(&s->log_fd);
@@ -272,6 +283,7 @@ struct pyslirp_slot *pyslirp_slot_new(void)
     if (s == NULL)
         return NULL;
     s->pidfd = s->ready_fd = s->exit_fd = s->log_fd = s->out_fd = s->lock_fd = -1;
+    s->sysctl_fd = -1;
     for (int i = 0; i < PYSLIRP_MAX_EXTRA_PIDFDS; i++)
         s->extra_pidfds[i] = -1;
     s->refs = 1;
@@ -302,6 +314,13 @@ void pyslirp_slot_drop(struct pyslirp_slot *s)
     }
     close_owned_fds(s);
     release(s);
+    pthread_mutex_unlock(&lock);
+}
+
+void pyslirp_slot_restore(struct pyslirp_slot *s)
+{
+    pthread_mutex_lock(&lock);
+    restore_locked(s);
     pthread_mutex_unlock(&lock);
 }
 

@@ -224,9 +224,10 @@ static void *thread_stack(void)
     return stack;
 }
 
-/* The fds a spawn makes: the parent keeps one end in the slot, the child gets the other. */
+/* The fds a spawn makes: the parent keeps one end in the slot, the child gets the other;
+ * the rest are closed once the child runs. */
 struct made_fds {
-    int ready[2], exit[2], stdin_fd;
+    int ready[2], exit[2], stdin_fd, devnull, netns, userns;
 };
 
 /* Close what was made (the slot's memfds too, unless slot is NULL). */
@@ -234,6 +235,7 @@ static void close_made(struct made_fds *m, struct pyslirp_slot *slot)
 {
     int none = -1;
     int *fds[] = {&m->ready[0], &m->ready[1], &m->exit[0], &m->exit[1], &m->stdin_fd,
+                  &m->devnull, &m->netns, &m->userns,
                   slot ? &slot->log_fd : &none, slot ? &slot->out_fd : &none};
 
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
@@ -256,6 +258,14 @@ static int memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 static int make_fds(const struct pyslirp_spawn_args *a, struct made_fds *m,
                     struct pyslirp_slot *slot)
 {
+    for (int i = 0; i < a->nfds; i++)
+        if (a->fd_src[i] == PYSLIRP_DEVNULL && m->devnull < 0 &&
+            (m->devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+            return PYSLIRP_STEP_FDS;
+    if (a->userns_path && (m->userns = open(a->userns_path, O_RDONLY | O_CLOEXEC)) < 0)
+        return PYSLIRP_STEP_SETNS_USER;
+    if (a->netns_path && (m->netns = open(a->netns_path, O_RDONLY | O_CLOEXEC)) < 0)
+        return PYSLIRP_STEP_SETNS_NET;
     if (a->ready_fd >= 0 && pipe2(m->ready, O_CLOEXEC) != 0)
         return PYSLIRP_STEP_PIPE;
     if (a->exit_fd >= 0 && pipe2(m->exit, O_CLOEXEC) != 0)
@@ -282,6 +292,34 @@ static int make_fds(const struct pyslirp_spawn_args *a, struct made_fds *m,
     return PYSLIRP_STEP_NONE;
 }
 
+/* Open the sysctl the args name in their namespace and set it for the child's start,
+ * keeping the old value in the slot. Best effort: without it the child still starts
+ * (and reports a namespace it cannot use better than we could). */
+static void hold_sysctl(const struct pyslirp_spawn_args *a, struct pyslirp_slot *slot)
+{
+    ssize_t n;
+    int fd;
+
+    if (a->sysctl_path == NULL)
+        return;
+    fd = pyslirp_open_in_netns(a->sysctl_netns, a->sysctl_path, O_RDWR);
+    if (fd < 0)
+        return;
+    n = pread(fd, slot->sysctl_old, sizeof slot->sysctl_old - 1, 0);
+    slot->sysctl_old[n > 0 ? n : 0] = '\0';
+    while (n > 0 && slot->sysctl_old[n - 1] == '\n')
+        slot->sysctl_old[--n] = '\0';
+    if (strcmp(slot->sysctl_old, a->sysctl_value) == 0) {
+        close(fd); /* already so: nothing to put back */
+        return;
+    }
+    if (pwrite(fd, a->sysctl_value, strlen(a->sysctl_value), 0) < 0) {
+        close(fd);
+        return;
+    }
+    slot->sysctl_fd = fd;
+}
+
 /* Insert (src -> dst) into the mapping kept sorted by dst; -1 if dst is taken. */
 static int map_fd(int *src, int *dst, int *n, int from, int to)
 {
@@ -303,7 +341,8 @@ static int map_fd(int *src, int *dst, int *n, int from, int to)
 int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot)
 {
     static int fd_limit;
-    struct made_fds m = {{-1, -1}, {-1, -1}, -1};
+    struct made_fds m = {{-1, -1}, {-1, -1}, -1, -1, -1, -1};
+    struct pyslirp_spawn_args a = *args; /* with the fds opened here filled in */
     int fd_src[args->nfds + MADE_FDS], fd_dst[args->nfds + MADE_FDS], nfds = 0;
     struct child_context ctx = {.args = args, .fd_src = fd_src, .fd_dst = fd_dst,
                                 .parent_pid = getpid()};
@@ -332,8 +371,17 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
         close_made(&m, slot);
         return fail_parent(slot, step, err);
     }
-    for (int i = 0; i < args->nfds; i++)
-        map_fd(fd_src, fd_dst, &nfds, args->fd_src[i], args->fd_dst[i]);
+    hold_sysctl(args, slot);
+    if (m.netns >= 0)
+        a.netns_fd = m.netns;
+    if (m.userns >= 0)
+        a.userns_fd = m.userns;
+    ctx.args = &a;
+    for (int i = 0; i < args->nfds; i++) {
+        int src = args->fd_src[i] == PYSLIRP_DEVNULL ? m.devnull : args->fd_src[i];
+
+        map_fd(fd_src, fd_dst, &nfds, src, args->fd_dst[i]);
+    }
     if ((args->ready_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.ready[1], args->ready_fd)) ||
         (args->exit_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.exit[0], args->exit_fd)) ||
         (m.stdin_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.stdin_fd, 0)) ||
@@ -341,12 +389,14 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
         ((args->log_fds & 1) && map_fd(fd_src, fd_dst, &nfds, slot->log_fd, 1)) ||
         ((args->log_fds & 2) && map_fd(fd_src, fd_dst, &nfds, slot->log_fd, 2))) {
         close_made(&m, slot);
+        pyslirp_slot_restore(slot);
         return fail_parent(slot, PYSLIRP_STEP_FDS, EINVAL);
     }
     ctx.nfds = nfds;
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
         err = errno;
         close_made(&m, slot);
+        pyslirp_slot_restore(slot);
         return fail_parent(slot, PYSLIRP_STEP_PIPE, err);
     }
     ctx.errfd = pipefd[1];
@@ -363,6 +413,7 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     if (pid < 0) {
         close(pipefd[0]);
         close_made(&m, slot);
+        pyslirp_slot_restore(slot);
         return fail_parent(slot, PYSLIRP_STEP_CLONE, err);
     }
 
@@ -381,6 +432,7 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
             ;
         close(pidfd);
         close_made(&m, slot);
+        pyslirp_slot_restore(slot);
         return fail_parent(slot, record.step, record.err);
     }
 

@@ -39,7 +39,7 @@ struct pyslirp_spawn_args {
     const char *path;         /* the executable */
     char *const *argv;
     char *const *envp;        /* NULL: the parent's environ */
-    const int *fd_src;        /* parent fds ...                        */
+    const int *fd_src;        /* parent fds (PYSLIRP_DEVNULL: /dev/null) ... */
     const int *fd_dst;        /* ... onto these child fds, sorted, unique */
     int nfds;
     int ready_fd;             /* child fd of a new ready pipe's write end, or -1 */
@@ -53,9 +53,18 @@ struct pyslirp_spawn_args {
     int pdeathsig;            /* 0: none */
     int private_mounts;
     int umask;                /* -1: inherit */
-    int netns_fd;             /* -1: stay */
-    int userns_fd;            /* -1: stay */
+    int netns_fd;             /* -1: stay (or netns_path) */
+    int userns_fd;            /* -1: stay (or userns_path) */
+    const char *netns_path;   /* a namespace to join by path, opened here, or NULL */
+    const char *userns_path;
+    /* A sysctl of ``sysctl_netns`` to hold at ``sysctl_value`` while the child starts:
+     * opened (best effort) before the clone, restored by pyslirp_slot_restore. */
+    const char *sysctl_netns;
+    const char *sysctl_path;
+    const char *sysctl_value;
 };
+
+#define PYSLIRP_DEVNULL (-2)
 
 /* One child and what was made for it; allocated by pyslirp_slot_new, owned by the caller. */
 struct pyslirp_slot {
@@ -71,6 +80,8 @@ struct pyslirp_slot {
     int log_fd;       /* the child's log memfd, or -1 */
     int out_fd;       /* the child's captured stdout, or -1 */
     int lock_fd;      /* a lock file the owner holds, or -1 */
+    int sysctl_fd;    /* the sysctl held for the child's start, or -1 */
+    char sysctl_old[16]; /* its value before, written back on restore */
     int extra_pidfds[PYSLIRP_MAX_EXTRA_PIDFDS]; /* processes the child started, or -1 */
     int step;         /* PYSLIRP_STEP_NONE, or the step a failed spawn stopped at */
     int err;          /* errno of that step */
@@ -82,6 +93,8 @@ struct pyslirp_slot *pyslirp_slot_new(void);
 /* The owner lets go: a live child it still owns is killed; fds are closed; the reaper
  * reaps what is left and frees the slot when it is done with it. */
 void pyslirp_slot_drop(struct pyslirp_slot *slot);
+/* Put the held sysctl back and close it (a no-op without one). */
+void pyslirp_slot_restore(struct pyslirp_slot *slot);
 /* Close one of the slot's fds (by its address in the slot) and mark it -1; the pidfd
  * only once the child has been reaped. */
 void pyslirp_slot_close(struct pyslirp_slot *slot, int *fd);

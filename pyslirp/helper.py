@@ -31,6 +31,7 @@ LOG_TAIL = 64 * 1024  # bytes of a helper's log kept for errors and log()
 MESSAGE_LINES = 8  # lines of that log an error message quotes, at most
 MESSAGE_CHARS = 2000
 EXIT_GRACE = 0.1  # seconds a helper that closed its ready fd gets to exit
+KILL_WAIT = 1.0  # seconds a finalizer waits for a helper it SIGKILLed
 
 # Exit pipes of detached helpers: kept open for the life of this process, so that the
 # helpers live as long as it does (and not longer).
@@ -52,6 +53,8 @@ class Helper:
         self._graceful_eof = graceful_eof
         self._stopped = False
         self._closing = False
+        self._owner = os.getpid()  # after fork, another process holds a copy of this
+        self._tracked: set[int] = set()
 
     @property
     def pid(self) -> int:
@@ -140,12 +143,16 @@ class Helper:
 
     def track_children(self) -> None:
         """Hold pidfds of the helper's current children, to wait for them in :meth:`close`
-        (rootlessport re-execs itself as ``rootlessport-child``)."""
+        (rootlessport re-execs itself as ``rootlessport-child``; slirp4netns forks one
+        while it starts, which holds the tap device until it is gone)."""
         for pid in _children_of(self.pid):
+            if pid in self._tracked:
+                continue
             try:
                 self.child.track(pid)
-            except ProcessLookupError:
-                pass
+            except (ProcessLookupError, OSError):
+                continue  # gone already, or no room left: it is in the helper's group
+            self._tracked.add(pid)
 
     def close(self, timeout: float = 5.0, *, then: Callable[[], None] | None = None) -> None:
         """Stop the helper and reap it; SIGKILL once ``timeout`` seconds have passed.
@@ -160,42 +167,52 @@ class Helper:
         if self._stopped:
             return
         self._closing = True  # interrupted from here on, __del__ finishes the job quietly
-        child = self.child
-        if not child.owned_here or not child.pid:
-            self.release()
-            return
-        deadline = time.monotonic() + timeout
-        graceful = self._graceful_eof and child.fd("exit_fd") >= 0
-        child.close_fd("exit_fd")
         try:
-            if not graceful:
-                child.send_signal(signal.SIGTERM, group=True)
-            try:
-                child.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.send_signal(signal.SIGKILL, group=True)
-                child.wait()
-            for pidfd in child.tracked_pidfds():
-                if not _wait_pidfd(pidfd, deadline - time.monotonic()):
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                    _wait_pidfd(pidfd, None)
-            _reap_adopted(self.pid)
+            if self.child.owned_here and self.child.pid:
+                self._stop(timeout)
         finally:
             try:
-                if then is not None:
+                if then is not None and self._owner == os.getpid():
                     then()
             finally:
                 self.release()
 
+    def _stop(self, timeout: float) -> None:
+        child = self.child
+        deadline = time.monotonic() + timeout
+        self.track_children()
+        graceful = self._graceful_eof and child.fd("exit_fd") >= 0
+        child.close_fd("exit_fd")
+        if not graceful:
+            child.send_signal(signal.SIGTERM, group=True)
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGKILL, group=True)
+            child.wait()
+        for pidfd in child.tracked_pidfds():
+            if not _wait_pidfd(pidfd, deadline - time.monotonic()):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                _wait_pidfd(pidfd, None)
+        _reap_adopted(self.pid)
+
     def kill(self) -> None:
-        """SIGKILL the helper and its children now, without waiting (for finalizers)."""
+        """SIGKILL the helper and its children and reap it (for finalizers): at most a
+        second's wait, so that what it held (a tap device, a port) is free on return."""
         if self.child.owned_here and self.child.pid:
+            self.track_children()
             self.child.send_signal(signal.SIGKILL, group=True)
             for pidfd in self.child.tracked_pidfds():
                 try:
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+            try:
+                self.child.wait(KILL_WAIT)
+            except subprocess.TimeoutExpired:
+                return  # stuck in the kernel: the reaper collects it when it goes
+            for pidfd in self.child.tracked_pidfds():
+                _wait_pidfd(pidfd, KILL_WAIT)
 
     def detach(self) -> int:
         """Give up ownership; return the pid. The helper is no longer stopped by
@@ -213,10 +230,11 @@ class Helper:
         """Close every fd made for the helper and remove its private directory; the
         process is left alone (stopped, detached or killed already)."""
         self._stopped = True
+        self.child.restore()
         for name in ("ready_fd", "exit_fd", "log_fd", "out_fd", "lock_fd", "pidfd"):
             self.child.close_fd(name)
         self.child.close_tracked()
-        if self.private_dir is not None and self.child.owned_here:
+        if self.private_dir is not None and self._owner == os.getpid():
             shutil.rmtree(self.private_dir, ignore_errors=True)
 
     def __enter__(self) -> Helper:
@@ -226,8 +244,8 @@ class Helper:
         self.close()
 
     def __del__(self) -> None:
-        if self._stopped or not self.child.owned_here or not self.pid:
-            return
+        if getattr(self, "_stopped", True) or not self.child.owned_here or not self.pid:
+            return  # (no _stopped: __init__ itself was interrupted, before any spawn)
         if not self._closing:
             warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
         self.kill()

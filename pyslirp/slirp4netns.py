@@ -17,7 +17,6 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
@@ -34,12 +33,12 @@ from .options import SetupOptions, fd_of
 from .ports import slirp4netns_hostfwd_args
 from .rootlessport import check_tmp_dir, start_rootlessport
 from .spawn import DEVNULL, Child
-from .sysctl import ACCEPT_DAD, open_sysctl
 
 __all__ = ["SetupOptions", "SetupResult", "setup"]
 
 log = logging.getLogger("pyslirp")
 
+ACCEPT_DAD = "/proc/sys/net/ipv6/conf/default/accept_dad"
 SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), the terminating NUL included
 HELPER_UMASK = 0o077  # the API socket slirp4netns makes is reachable by our uid only
 
@@ -108,12 +107,13 @@ class SetupResult:
 
     def _remove_api_socket(self) -> None:
         """Unlink the API socket and its lock file while we hold the lock, the socket
-        only if it is the one ours made (its inode, when it was seen)."""
+        only if ours made it (its inode, if setup got to see it)."""
         if self.api_socket is None or self.child.fd("lock_fd") < 0:
             return
         with contextlib.suppress(OSError):
             st = os.stat(self.api_socket)
-            if self._api_socket_inode in (None, (st.st_dev, st.st_ino)):
+            seen = self._api_socket_inode
+            if (st.st_dev, st.st_ino) == seen or (seen is None and self.pid):
                 os.unlink(self.api_socket)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(_lock_path(self.api_socket))
@@ -125,8 +125,8 @@ class SetupResult:
         self.close()
 
     def __del__(self) -> None:
-        if self._closed or not self.child.owned_here or not self.pid:
-            return
+        if getattr(self, "_closed", True) or not self.child.owned_here or not self.pid:
+            return  # (no _closed: __init__ itself was interrupted, before any spawn)
         if not self._closing:
             warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
         self._closed = True
@@ -176,9 +176,11 @@ def setup(opts: SetupOptions) -> SetupResult:
         slirp4netns = result.slirp4netns
         if plan.api_socket is not None:
             _claim_api_socket(slirp4netns.child, plan.api_socket, deadline)
-        with _accept_dad_off(opts.netns, network.enable_ipv6):
-            _spawn(slirp4netns, opts, plan)
+        _spawn(slirp4netns, opts, plan)
+        try:
             slirp4netns.wait_ready(deadline)
+        finally:
+            slirp4netns.child.restore()  # accept_dad: tap0 has its addresses now
         log.debug("%s ready in %.1f ms", BINARY_NAME, (time.monotonic() - started) * 1e3)
         if plan.api_socket is not None:
             with contextlib.suppress(OSError):  # missing: the requests below say so
@@ -292,34 +294,6 @@ def _spawn(helper: Helper, opts: SetupOptions, plan: _Plan) -> None:
         # Started inside the user namespace, as podman's rootless slirp4netns is:
         # from outside it, slirp4netns 1.2.0's sandbox fails at setegid(0).
         userns=opts.userns_path,
+        # IPv6 DAD would keep tap0's address tentative for 2-4 s: off while it is made.
+        hold_sysctl=(opts.netns, ACCEPT_DAD, "0") if opts.network.enable_ipv6 else None,
     )
-
-
-@contextlib.contextmanager
-def _accept_dad_off(netns: str, enabled: bool) -> Iterator[None]:
-    """Turn off IPv6 DAD for interfaces created meanwhile in ``netns`` (it delays the
-    address 2-4 s), then put the old value back."""
-    fd = None
-    if enabled:
-        try:
-            fd = open_sysctl(netns, ACCEPT_DAD)
-        except OSError as exc:
-            # slirp4netns will fail on this netns itself, with a better message.
-            log.debug("cannot open accept_dad in %s: %s", netns, exc)
-    if fd is None:
-        yield
-        return
-    old = b"0"
-    try:
-        old = os.pread(fd, 32, 0).strip()
-        if old != b"0":
-            os.pwrite(fd, b"0", 0)
-        yield
-    finally:
-        try:
-            if old != b"0":
-                os.pwrite(fd, old, 0)
-        except OSError as exc:
-            log.debug("cannot restore accept_dad in %s: %s", netns, exc)
-        finally:
-            os.close(fd)

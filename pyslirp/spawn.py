@@ -117,6 +117,10 @@ class Child:
         """The pidfds :meth:`track` holds."""
         return [fd for fd in self._slot.extra_pidfds if fd >= 0]
 
+    def restore(self) -> None:
+        """Put back the sysctl ``hold_sysctl`` set for the child's start."""
+        lib.pyslirp_slot_restore(self._slot)
+
     def close_tracked(self) -> None:
         """Close the pidfds :meth:`track` holds."""
         for index in range(lib.PYSLIRP_MAX_EXTRA_PIDFDS):
@@ -315,6 +319,7 @@ def spawn(
     capture_stdout: bool = False,
     input: bytes | None = None,
     umask: int | None = None,
+    hold_sysctl: tuple[str, str, str] | None = None,
     child: Child | None = None,
 ) -> Child:
     """Start ``argv`` with exactly the given fds, namespaces and signal state.
@@ -334,7 +339,9 @@ def spawn(
     pipe's write end; ``exit_fd``, the child fd of a new pipe's read end (the child sees
     EOF there when the handle closes it or this process dies); ``log``, stdout (unless
     captured) and stderr into a memfd; ``capture_stdout``, stdout into a memfd of its own;
-    ``input``, bytes stdin reads from a memfd. Pass ``child`` (a new, unspawned
+    ``input``, bytes stdin reads from a memfd. ``hold_sysctl`` is (netns, sysctl path,
+    value): set there before the clone, best effort, until :meth:`Child.restore` (or the
+    handle's end) puts the old value back. Pass ``child`` (a new, unspawned
     :class:`Child`) to own the process through a handle made beforehand.
 
     A name without a slash is looked up with :func:`~pyslirp.lookpath.look_path`. Errors
@@ -383,66 +390,69 @@ def spawn(
         child = Child([os.fsdecode(a) for a in args])
     elif child.pid:
         raise ValueError(f"{child!r} was spawned already")
-    opened: list[int] = []
-    try:
-        targets = sorted(mapping)
-        sources = []
-        for target in targets:
-            source = mapping[target]
-            if source is DEVNULL:
-                opened.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
-                sources.append(opened[-1])
-            else:
-                sources.append(_fileno(f"parent fd for child fd {target}", source))
-        ns_fds = []
-        for name, ns in (("netns", netns), ("userns", userns)):
-            if ns is None or isinstance(ns, int):
-                ns_fds.append(-1 if ns is None else _fileno(name, ns))
-            else:
-                opened.append(os.open(_arg_bytes(name, ns), os.O_RDONLY | os.O_CLOEXEC))
-                ns_fds.append(opened[-1])
-
-        # cdata arrays are freed with their Python objects: hold them all until the call.
-        keep: list[Any] = []
-        c_path = ffi.new("char[]", path)
-        c_argv = _c_strings(args, keep)
-        c_envp = ffi.NULL if envp is None else _c_strings(envp, keep)
-        c_input = ffi.new("char[]", input) if input is not None else ffi.NULL
-        fd_src = ffi.new("int[]", sources)
-        fd_dst = ffi.new("int[]", targets)
-        c_args = ffi.new(
-            "struct pyslirp_spawn_args *",
-            {
-                "path": c_path,
-                "argv": c_argv,
-                "envp": c_envp,
-                "fd_src": fd_src,
-                "fd_dst": fd_dst,
-                "nfds": len(targets),
-                "ready_fd": made["ready_fd"],
-                "exit_fd": made["exit_fd"],
-                "log_fds": (0 if not log else 2 if capture_stdout else 3),
-                "capture_stdout": bool(capture_stdout),
-                "stdin_data": c_input,
-                "stdin_len": len(input) if input is not None else 0,
-                "setpgid": bool(setpgid),
-                "new_namespaces": (lib.CLONE_NEWUSER if new_userns else 0)
-                | (lib.CLONE_NEWNET if new_netns else 0),
-                "pdeathsig": pdeathsig,
-                "private_mounts": bool(private_mounts),
-                "umask": -1 if umask is None else umask,
-                "netns_fd": ns_fds[0],
-                "userns_fd": ns_fds[1],
-            },
-        )
-        slot = child._slot
-        if pdeathsig:
-            status = _SPAWNER.call(lambda: lib.pyslirp_spawn(c_args, slot))
+    targets = sorted(mapping)
+    sources = [
+        lib.PYSLIRP_DEVNULL
+        if mapping[target] is DEVNULL
+        else _fileno(f"parent fd for child fd {target}", mapping[target])
+        for target in targets
+    ]
+    ns_fds, ns_paths = [], []
+    for name, ns in (("netns", netns), ("userns", userns)):
+        if ns is None or isinstance(ns, int):
+            ns_fds.append(-1 if ns is None else _fileno(name, ns))
+            ns_paths.append(ffi.NULL)
         else:
-            status = lib.pyslirp_spawn(c_args, slot)
-    finally:
-        for fd in opened:
-            os.close(fd)
+            ns_fds.append(-1)  # opened by the spawn call: nothing of ours to leak here
+            ns_paths.append(ffi.new("char[]", _arg_bytes(name, ns)))
+    if hold_sysctl is not None:
+        sysctl = [ffi.new("char[]", _arg_bytes("sysctl", item)) for item in hold_sysctl]
+    else:
+        sysctl = [ffi.NULL] * 3
+
+    # cdata arrays are freed with their Python objects: hold them all until the call.
+    keep: list[Any] = []
+    c_path = ffi.new("char[]", path)
+    c_argv = _c_strings(args, keep)
+    c_envp = ffi.NULL if envp is None else _c_strings(envp, keep)
+    c_input = ffi.new("char[]", input) if input is not None else ffi.NULL
+    fd_src = ffi.new("int[]", sources)
+    fd_dst = ffi.new("int[]", targets)
+    c_args = ffi.new(
+        "struct pyslirp_spawn_args *",
+        {
+            "path": c_path,
+            "argv": c_argv,
+            "envp": c_envp,
+            "fd_src": fd_src,
+            "fd_dst": fd_dst,
+            "nfds": len(targets),
+            "ready_fd": made["ready_fd"],
+            "exit_fd": made["exit_fd"],
+            "log_fds": (0 if not log else 2 if capture_stdout else 3),
+            "capture_stdout": bool(capture_stdout),
+            "stdin_data": c_input,
+            "stdin_len": len(input) if input is not None else 0,
+            "setpgid": bool(setpgid),
+            "new_namespaces": (lib.CLONE_NEWUSER if new_userns else 0)
+            | (lib.CLONE_NEWNET if new_netns else 0),
+            "pdeathsig": pdeathsig,
+            "private_mounts": bool(private_mounts),
+            "umask": -1 if umask is None else umask,
+            "netns_fd": ns_fds[0],
+            "userns_fd": ns_fds[1],
+            "netns_path": ns_paths[0],
+            "userns_path": ns_paths[1],
+            "sysctl_netns": sysctl[0],
+            "sysctl_path": sysctl[1],
+            "sysctl_value": sysctl[2],
+        },
+    )
+    slot = child._slot
+    if pdeathsig:
+        status = _SPAWNER.call(lambda: lib.pyslirp_spawn(c_args, slot))
+    else:
+        status = lib.pyslirp_spawn(c_args, slot)
     if status != 0:
         raise _spawn_error(slot.step, slot.err, path, netns, userns)
     return child

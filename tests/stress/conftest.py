@@ -63,8 +63,7 @@ class Leftovers:
         self, tmp_dir: str | os.PathLike[str] | None, netns: Sequence[str] = ()
     ) -> None:
         """No new helper alive (a dying one gets 5 s), no zombie or child, the same fds,
-        every netns still mounted, ``tmp_dir`` absent or empty but for rootlessport's
-        empty ``rp`` directory (podman leaves it too)."""
+        every netns still mounted, ``tmp_dir`` absent or empty."""
         alive = [pid for pid in self.new_helpers() if not wait_gone(pid, timeout=5)]
         assert alive == [], f"helpers left running: {alive}"
         assert zombies() == []
@@ -78,9 +77,7 @@ class Leftovers:
         assert unmounted == [], f"netns no longer mounted: {unmounted}"
         if tmp_dir is not None and os.path.exists(tmp_dir):
             left = sorted(p.name for p in Path(tmp_dir).iterdir())
-            assert left in ([], ["rp"]), f"left in tmp_dir: {left}"
-            if left:
-                assert list((Path(tmp_dir) / "rp").iterdir()) == []
+            assert left == [], f"left in tmp_dir: {left}"
 
     def kill_new_helpers(self) -> None:
         for pid in self.new_helpers():
