@@ -163,20 +163,18 @@ class Config:
                     f"exec: {go_quote(self.network_cmd_path)}: executable file not found in $PATH"
                 )
             return found
-        try:
-            return self.find_helper_binary(BINARY_NAME, True)
-        except BinaryNotFound as exc:
-            raise BinaryNotFound(
-                f"could not find slirp4netns, the network namespace can't be configured: {exc}"
-            ) from None
+        return self._find_network_helper(BINARY_NAME)
 
     def find_pasta(self) -> str:
         """The pasta binary, found as podman finds it: the helper dirs, then $PATH."""
+        return self._find_network_helper(PASTA_BINARY_NAME)
+
+    def _find_network_helper(self, name: str) -> str:
         try:
-            return self.find_helper_binary(PASTA_BINARY_NAME, True)
+            return self.find_helper_binary(name, True)
         except BinaryNotFound as exc:
             raise BinaryNotFound(
-                f"could not find pasta, the network namespace can't be configured: {exc}"
+                f"could not find {name}, the network namespace can't be configured: {exc}"
             ) from None
 
 

@@ -22,7 +22,7 @@ from pyslirp import pasta
 from pyslirp.features import probe_pasta_features
 
 from helpers import children, free_port, host_ipv4, wait_reaped
-from netns_tools import echo_server, run_in, tcp_echo, udp_echo
+from netns_tools import ROOTLESS_PRELUDE, echo_server, run_in, tcp_echo, udp_echo
 
 PASTA = "/usr/bin/pasta"
 FAST = 2.0  # seconds: an early failure is reported long before the 10 s deadline
@@ -352,16 +352,20 @@ def exits_within(pidfd: int, timeout: float) -> bool:
     return bool(select.select([pidfd], [], [], timeout)[0])
 
 
-def test_sigkill_of_the_owner_stops_pasta(config, netns):
+def owner_of_pasta(config, netns, pdeathsig: int) -> tuple[subprocess.Popen[bytes], int]:
+    """A process that has set up pasta (with ``pdeathsig``), and a pidfd of that pasta."""
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER, config.tmp_dir, netns, str(int(signal.SIGKILL))],
+        [sys.executable, "-c", OWNER, config.tmp_dir, netns, str(int(pdeathsig))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert owner.stdout is not None
-    pid = int(owner.stdout.readline())
-    pidfd = os.pidfd_open(pid)
+    return owner, os.pidfd_open(int(owner.stdout.readline()))
+
+
+def test_sigkill_of_the_owner_stops_pasta(config, netns):
+    owner, pidfd = owner_of_pasta(config, netns, signal.SIGKILL)
     try:
         assert not exits_within(pidfd, 0)
         owner.kill()
@@ -373,15 +377,7 @@ def test_sigkill_of_the_owner_stops_pasta(config, netns):
 
 
 def test_without_pdeathsig_pasta_outlives_its_owner(config, netns):
-    owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER, config.tmp_dir, netns, "0"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    assert owner.stdout is not None
-    pid = int(owner.stdout.readline())
-    pidfd = os.pidfd_open(pid)
+    owner, pidfd = owner_of_pasta(config, netns, 0)
     try:
         owner.kill()
         owner.wait()
@@ -393,49 +389,15 @@ def test_without_pdeathsig_pasta_outlives_its_owner(config, netns):
         owner.stdin.close()  # type: ignore[union-attr]
 
 
-# Rootless: runs as root only long enough to import, then as nobody for good; pasta joins
-# the user namespace that owns the netns (--userns). "hold" waits to be killed instead.
-ROOTLESS = r"""
-import encodings.idna, json, os, socket, subprocess, sys  # idna: socket loads it lazily
-import pyslirp
+# Rootless: pasta joins the user namespace that owns the netns (--userns). "hold" prints
+# what the test kills, and waits.
+ROOTLESS = (
+    ROOTLESS_PRELUDE
+    + r"""
 from pyslirp import pasta
-from pyslirp._spawn import lib
 
 tmp_dir, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-os.setgroups([])
-os.setresgid(65534, 65534, 65534)
-os.setresuid(65534, 65534, 65534)
-
-
-def serve(userns, netns, ready_w):
-    for path, kind in ((userns, lib.CLONE_NEWUSER), (netns, lib.CLONE_NEWNET)):
-        fd = os.open(path, os.O_RDONLY)
-        assert lib.setns(fd, kind) == 0
-        os.close(fd)
-    listener = socket.socket()
-    listener.bind(("0.0.0.0", 80))  # a privileged port: we are root in the userns
-    listener.listen(1)
-    os.write(ready_w, b"1")
-    conn, peer = listener.accept()
-    conn.sendall(conn.recv(100) + f" {peer[0]}".encode())
-    conn.close()
-
-
-holder = subprocess.Popen(
-    ["unshare", "-Urn", "sh", "-c", "echo ready; exec sleep 1000"], stdout=subprocess.PIPE
-)
-server = None
-try:
-    assert holder.stdout.readline() == b"ready\n"
-    userns, netns = f"/proc/{holder.pid}/ns/user", f"/proc/{holder.pid}/ns/net"
-    ready_r, ready_w = os.pipe()
-    server = os.fork()  # still single-threaded: the child may join the user namespace
-    if server == 0:
-        try:
-            serve(userns, netns, ready_w)
-        finally:
-            os._exit(0)
-    os.read(ready_r, 1)
+with namespaces_with_server() as (userns, netns, others):
     opts = pasta.SetupOptions(
         config=pyslirp.Config(tmp_dir=tmp_dir),
         netns=netns,
@@ -444,8 +406,8 @@ try:
         ports=[pyslirp.PortMapping(host_port=port, container_port=80)],
     )
     with pasta.setup(opts) as result:
-        if mode == "hold":  # the test kills us, then these
-            print(json.dumps({"pid": result.pid, "others": [holder.pid, server]}), flush=True)
+        if mode == "hold":
+            print(json.dumps({"pid": result.pid, "others": others}), flush=True)
             sys.stdin.read()
         with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
             conn.sendall(b"hi")
@@ -456,13 +418,8 @@ try:
             "ip_addresses": [str(a) for a in result.ip_addresses if a.version == 4],
             "pid": result.pid,
         }))
-finally:
-    if server:
-        os.kill(server, 9)
-        os.waitpid(server, 0)
-    holder.kill()
-    holder.wait()
 """
+)
 
 
 @pytest.fixture
