@@ -117,10 +117,12 @@ class SetupResult:
 class PastaProcess:
     """pasta as our child, from spawn to reaped: its whole life cycle in one place.
 
-    It runs in the foreground with its pid file on a FIFO of a private directory: the pid
+    It runs in the foreground with its pid file on a FIFO in a private directory: the pid
     arriving there is the ready signal (pasta writes it once the namespace is configured
-    and its ports are bound). A FIFO rather than ``/dev/fd/N``: pasta since late 2023
-    closes every inherited fd at start, and its AppArmor profile lets it write under /tmp.
+    and its ports are bound). A FIFO rather than ``/dev/fd/N`` on a pipe, which Debian 12's
+    pasta accepts: later ones close every inherited fd at start (``isolate_initial``).
+    Under the temporary directory, as podman's pid file: pasta's AppArmor profile lets it
+    write there (``owner /tmp/** w``), not under ``/run/libpod``.
     """
 
     def __init__(self, child: Child, log_fd: int) -> None:
@@ -134,13 +136,17 @@ class PastaProcess:
     ) -> PastaProcess:
         """Spawn ``argv`` with ``--pid FIFO`` and wait until pasta is ready; on any failure
         it is stopped and reaped before this raises."""
-        private = tempfile.mkdtemp(prefix="pyslirp-pasta-")
+        private = None
         ready_r = log_fd = -1
         try:
-            pid_file = os.path.join(private, "pid")
-            os.mkfifo(pid_file, 0o600)
-            # Non-blocking: no writer yet. Nothing reads as EOF until a writer has come.
-            ready_r = os.open(pid_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                private = tempfile.mkdtemp(prefix="pyslirp-pasta-")
+                pid_file = os.path.join(private, "pid")
+                os.mkfifo(pid_file, 0o600)
+                # Non-blocking: no writer yet. No EOF is seen before a writer has come.
+                ready_r = os.open(pid_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                raise StartError(f"cannot make a pid file FIFO for pasta: {exc}") from exc
             log_fd = anonymous_file(tmp_dir)
             full_argv = [argv[0], "--pid", pid_file, *argv[1:]]
             log.debug("starting %s", full_argv)
@@ -168,7 +174,8 @@ class PastaProcess:
             for fd in (ready_r, log_fd):
                 if fd >= 0:
                     os.close(fd)
-            shutil.rmtree(private, ignore_errors=True)
+            if private is not None:
+                shutil.rmtree(private, ignore_errors=True)
 
     def log(self) -> str:
         """pasta's output, without the lines it adds when no syslog listens."""
@@ -215,7 +222,10 @@ def setup(opts: SetupOptions) -> SetupResult:
             argv, tmp_dir=config.tmp_dir, pdeathsig=opts.pdeathsig, name=name, deadline=deadline
         )
     except StartError as exc:
-        raise _typed(exc, opts.netns) from exc
+        typed = _typed(exc, opts.netns)
+        if typed is exc:
+            raise
+        raise typed from exc
     try:
         addresses = netns_addresses(opts.netns, opts.userns_path, deadline)
     except BaseException as exc:
@@ -230,10 +240,10 @@ def setup(opts: SetupOptions) -> SetupResult:
 
 
 def _check(opts: SetupOptions) -> None:
-    for name in ("netns", "userns_path"):
-        value = getattr(opts, name)
-        if name == "userns_path" and value is None:
-            continue
+    paths = {"netns": opts.netns}
+    if opts.userns_path is not None:
+        paths["userns_path"] = opts.userns_path
+    for name, value in paths.items():
         if not isinstance(value, str) or not value or "\0" in value:
             raise OptionError(f"invalid {name} {value!r}")
     for option in [*opts.config.pasta_options, *opts.extra_options]:
