@@ -321,7 +321,7 @@ def test_fake_pasta_faults_are_typed_and_leave_nothing(nothing_left, tmp_path, n
         pasta.setup(options(config, netns, ready_timeout=0.5))
 
 
-def test_a_binary_with_map_guest_addr_gets_it_last(nothing_left, tmp_path, netns):
+def test_map_guest_addr_is_passed_where_help_lists_it(nothing_left, tmp_path, netns):
     helpers = tmp_path / "helpers"
     helpers.mkdir()
     (helpers / "pasta").write_text(
