@@ -468,3 +468,15 @@ def test_rootless_sigkill_of_the_owner_stops_pasta(rootless):
         for pid in started["others"]:
             os.kill(pid, signal.SIGKILL)
         owner.communicate()
+
+
+def test_pasta_quits_when_its_netns_is_deleted_and_close_still_works(nothing_left, config, netns):
+    result = pasta.setup(options(config, netns))
+    pidfd = os.pidfd_open(result.pid)
+    try:
+        subprocess.run(["ip", "netns", "delete", os.path.basename(netns)], check=True)
+        assert exits_within(pidfd, 5), "pasta did not quit when its netns was deleted"
+    finally:
+        os.close(pidfd)
+        result.close()
+    assert result.returncode is not None
