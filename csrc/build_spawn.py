@@ -1,4 +1,4 @@
-"""cffi build script for pyslirp's private spawner module ``pyslirp._spawn``."""
+"""cffi build script for pyslirp's private C module ``pyslirp._spawn``."""
 
 from cffi import FFI
 
@@ -21,36 +21,66 @@ ffibuilder.cdef(
     #define PYSLIRP_STEP_CLONE ...
     #define PYSLIRP_STEP_PIPE ...
     #define PYSLIRP_STEP_NEW_NAMESPACES ...
+    #define PYSLIRP_STEP_REAPER ...
+    #define PYSLIRP_STEP_STACK ...
+    #define PYSLIRP_STEP_MEMFD ...
+    #define PYSLIRP_MAX_EXTRA_PIDFDS ...
     #define CLONE_NEWNET ...
     #define CLONE_NEWUSER ...
 
     struct pyslirp_spawn_args {
-        const char *const *paths;
-        int npaths;
+        const char *path;
         char *const *argv;
         char *const *envp;
         const int *fd_src;
         const int *fd_dst;
         int nfds;
+        int ready_fd;
+        int exit_fd;
+        int log_fds;
+        int capture_stdout;
+        const char *stdin_data;
+        size_t stdin_len;
         int setpgid;
         int new_namespaces;
         int pdeathsig;
         int private_mounts;
+        int umask;
         int netns_fd;
         int userns_fd;
-        int fd_limit;
     };
 
-    struct pyslirp_spawn_result {
+    struct pyslirp_slot {
         int pid;
+        int owner;
         int pidfd;
+        int status;
+        int exited;
+        int detached;
+        int leads_group;
+        int ready_fd;
+        int exit_fd;
+        int log_fd;
+        int out_fd;
+        int lock_fd;
+        int extra_pidfds[...];
         int step;
         int err;
+        ...;
     };
 
-    int pyslirp_spawn(const struct pyslirp_spawn_args *args,
-                      struct pyslirp_spawn_result *result);
-    int setns(int fd, int nstype);
+    struct pyslirp_slot *pyslirp_slot_new(void);
+    void pyslirp_slot_drop(struct pyslirp_slot *slot);
+    void pyslirp_slot_close(struct pyslirp_slot *slot, int *fd);
+    int pyslirp_slot_add_pidfd(struct pyslirp_slot *slot, int pid);
+    int pyslirp_slot_lock(struct pyslirp_slot *slot, const char *path);
+    int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot);
+    int pyslirp_reap(struct pyslirp_slot *slot);
+    int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
+    int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
+    int pyslirp_reaper_start(void);
+    int pyslirp_open_in_netns(const char *netns, const char *path, int flags);
+    int pyslirp_socket_in_netns(const char *netns, int domain, int type, int protocol);
     """
 )
 
@@ -63,7 +93,7 @@ ffibuilder.set_source(
     #include <sched.h>
     #include "spawn.h"
     """,
-    sources=["csrc/spawn.c"],
+    sources=["csrc/spawn.c", "csrc/reaper.c", "csrc/netns.c"],
     include_dirs=["csrc"],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -16,14 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .addresses import BINARY_NAME, DEFAULT_SUBNET, get_dns, get_gateway, get_ip
+from .addresses import DEFAULT_SUBNET, get_dns, get_gateway, get_ip
+from .argv import BINARY_NAME
 from .config import Config
 from .errors import SlirpError
 from .features import probe_features
-from .options import OPTION_KEYS, parse_options
+from .options import OPTION_KEYS, SetupOptions, parse_options
 from .ports import parse_publish
 from .rootlessport import BINARY_NAME as ROOTLESSPORT
-from .slirp4netns import SetupOptions, setup
+from .slirp4netns import setup
 from .spawn import Child, spawn
 
 ERROR_STATUS = 125  # podman's status for an error of its own, not the command's
@@ -194,7 +195,7 @@ def _info(args: argparse.Namespace) -> int:
     options = parse_options(config.network_cmd_options, args.option)
     slirp4netns = config.find_network_cmd()
     try:
-        rootlessport: str | None = config.find_helper_binary(ROOTLESSPORT, False)
+        rootlessport: str | None = config.find_helper_binary(ROOTLESSPORT)
     except SlirpError:
         rootlessport = None
     subnet = options.cidr or DEFAULT_SUBNET

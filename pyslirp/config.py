@@ -9,9 +9,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .addresses import BINARY_NAME
+from .argv import BINARY_NAME
 from .errors import BinaryNotFound, ConfigError
 from .gostrconv import go_quote
+from .lookpath import is_executable, look_path
 
 SYSTEM_CONFIG = "/usr/share/containers/containers.conf"
 OVERRIDE_CONFIG = "/etc/containers/containers.conf"
@@ -120,7 +121,7 @@ class Config:
             values.update(_read_engine(path))
         return cls(**values, loaded_files=tuple(files))
 
-    def find_helper_binary(self, name: str, search_path: bool) -> str:
+    def find_helper_binary(self, name: str, *, search_path: bool = False) -> str:
         """Find ``name`` in ``$CONTAINERS_HELPER_BINARY_DIR``, the helper dirs, then $PATH.
 
         ``$BINDIR`` at the start of a helper dir means the running program's directory.
@@ -135,7 +136,7 @@ class Config:
         path = os.environ.get("PATH", "") if search_path else None
         key = (name, tuple(dirs), path, sys.argv[0] if sys.argv else "")
         found = _found.get(key)
-        if found is not None and _is_executable(found):
+        if found is not None and is_executable(found):
             return found
         found = _search(name, dirs, search_path)
         if found is not None:
@@ -157,7 +158,7 @@ class Config:
             return self.network_cmd_path
         if self.network_cmd_path:
             # A bare name is looked up in $PATH, as Go's exec.Command does.
-            found = _look_path(self.network_cmd_path)
+            found = look_path(self.network_cmd_path)
             if found is None:
                 raise BinaryNotFound(
                     f"exec: {go_quote(self.network_cmd_path)}: executable file not found in $PATH"
@@ -171,7 +172,7 @@ class Config:
 
     def _find_network_helper(self, name: str) -> str:
         try:
-            return self.find_helper_binary(name, True)
+            return self.find_helper_binary(name, search_path=True)
         except BinaryNotFound as exc:
             raise BinaryNotFound(
                 f"could not find {name}, the network namespace can't be configured: {exc}"
@@ -198,8 +199,10 @@ def _read_engine(path: str) -> dict[str, Any]:
             document = tomllib.load(file)
     except OSError as exc:
         raise ConfigError(f"reading config {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"decode configuration {path}: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"decode configuration {path}: nested too deeply") from None
     found = _read_table(path, document, "engine", _KEYS)
     found.update(_read_table(path, document, "network", _NETWORK_KEYS))
     if "network_cmd_path" in found:
@@ -238,9 +241,9 @@ def _search(name: str, dirs: list[str], search_path: bool) -> str | None:
         if expanded is None:
             continue
         candidate = os.path.abspath(os.path.join(expanded, name))
-        if _is_executable(candidate):
+        if is_executable(candidate):
             return candidate
-    return _look_path(name) if search_path else None
+    return look_path(name) if search_path else None
 
 
 def _expand_bindir(directory: str) -> str | None:
@@ -252,16 +255,3 @@ def _expand_bindir(directory: str) -> str | None:
         return None
     bindir = os.path.dirname(os.path.realpath(program))
     return bindir + directory[len(BINDIR_PREFIX) :]
-
-
-def _look_path(name: str) -> str | None:
-    """``name`` in $PATH; like Go's exec.LookPath, never a path relative to the cwd."""
-    for directory in os.environ.get("PATH", "").split(os.pathsep):
-        candidate = os.path.join(directory, name)
-        if os.path.isabs(directory) and _is_executable(candidate):
-            return candidate
-    return None
-
-
-def _is_executable(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)

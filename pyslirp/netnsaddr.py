@@ -1,9 +1,9 @@
 """The addresses configured in a network namespace, read back from the kernel.
 
-Through rtnetlink, from a socket opened by a thread that has joined the namespace (what
-podman's ``ns.WithNetNSPath`` + ``net.InterfaceAddrs`` does): no process, well under a
-millisecond. A caller outside the namespace's user namespace cannot join it (a thread of a
-multi-threaded process may not enter a user namespace); then ``ip -j addr`` is run inside
+Through rtnetlink, from a socket made while the calling thread had joined the namespace
+(what podman's ``ns.WithNetNSPath`` + ``net.InterfaceAddrs`` does): no process, well under
+a millisecond. A caller outside the namespace's user namespace cannot join it (a thread of
+a multi-threaded process may not enter a user namespace); then ``ip -j addr`` is run inside
 both namespaces instead.
 """
 
@@ -18,9 +18,9 @@ import subprocess
 import time
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from ._spawn import lib
 from .errors import ReadyTimeout, StartError
 from .spawn import DEVNULL, spawn
-from .sysctl import in_netns
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -43,7 +43,7 @@ def netns_addresses(netns: str, userns: str | None, deadline: float) -> list[IPA
     multicast, no IPv6 link-local. ``userns`` owns ``netns`` when the caller is outside it.
     """
     try:
-        sock = in_netns(netns, _route_socket)
+        sock = _route_socket_in(netns)
     except PermissionError:
         if userns is None:
             raise
@@ -62,8 +62,17 @@ def usable(address: IPAddress) -> bool:
     return address.version == 4 or not address.is_link_local
 
 
-def _route_socket() -> socket.socket:
-    return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+def _route_socket_in(netns: str) -> socket.socket:
+    """An rtnetlink socket of ``netns``: made after joining it, the calling thread back in
+    its own namespace on return (in C); the socket keeps the namespace it was made in."""
+    fd = int(
+        lib.pyslirp_socket_in_netns(
+            os.fsencode(netns), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE
+        )
+    )
+    if fd < 0:
+        raise OSError(-fd, os.strerror(-fd), netns)
+    return socket.socket(fileno=fd)
 
 
 def dump_addresses(sock: socket.socket) -> list[IPAddress]:

@@ -103,9 +103,11 @@ def echo_server(netns: str, proto: str, *ports: int) -> Iterator[None]:
 # (held by ``unshare -Urn``) with a TCP server on port 80 that answers with the data and
 # the peer's address.
 ROOTLESS_PRELUDE = r"""
-import encodings.idna, contextlib, json, os, socket, subprocess, sys  # idna: lazily loaded
+import contextlib, ctypes, encodings.idna, json, os, socket, subprocess, sys  # idna: lazy
 import pyslirp
-from pyslirp._spawn import lib
+
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+libc = ctypes.CDLL(None, use_errno=True)
 
 os.setgroups([])
 os.setresgid(65534, 65534, 65534)
@@ -113,9 +115,9 @@ os.setresuid(65534, 65534, 65534)
 
 
 def serve(userns, netns, ready_w):
-    for path, kind in ((userns, lib.CLONE_NEWUSER), (netns, lib.CLONE_NEWNET)):
+    for path, kind in ((userns, CLONE_NEWUSER), (netns, CLONE_NEWNET)):
         fd = os.open(path, os.O_RDONLY)
-        assert lib.setns(fd, kind) == 0
+        assert libc.setns(fd, kind) == 0
         os.close(fd)
     listener = socket.socket()
     listener.bind(("0.0.0.0", 80))  # a privileged port: we are root in the userns
