@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -474,3 +475,30 @@ def test_pasta_quits_when_its_netns_is_deleted_and_close_still_works(nothing_lef
         os.close(pidfd)
         result.close()
     assert result.returncode is not None
+
+
+def test_detach_leaves_pasta_running_for_the_caller(nothing_left, config, netns):
+    result = pasta.setup(options(config, netns))
+    pid = result.detach()
+    pidfd = os.pidfd_open(pid)
+    try:
+        result.close()  # a no-op now
+        del result
+        assert not exits_within(pidfd, 0)
+    finally:
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        assert exits_within(pidfd, 5)
+        os.close(pidfd)
+    assert wait_reaped(pid)  # our reaper still collects it
+
+
+def test_a_dropped_result_warns_and_stops_pasta(nothing_left, config, netns):
+    result = pasta.setup(options(config, netns))
+    pidfd = os.pidfd_open(result.pid)
+    try:
+        with pytest.warns(ResourceWarning, match="unclosed"):
+            del result
+            gc.collect()
+        assert exits_within(pidfd, 5)
+    finally:
+        os.close(pidfd)
