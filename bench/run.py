@@ -168,7 +168,7 @@ class Bench:
         Path(self.not_netns).touch()
         config = pyslirp.Config(tmp_dir=tmp_dir)
         binary = config.find_network_cmd()
-        self.rootlessport = config.find_helper_binary(ROOTLESSPORT, False)
+        self.rootlessport = config.find_helper_binary(ROOTLESSPORT)
 
         def argv(ipv6: bool) -> str:
             options = parse_options([], [f"enable_ipv6={str(ipv6).lower()}"])
@@ -177,15 +177,11 @@ class Bench:
 
         self.argv = {False: argv(False), True: argv(True)}
         # setup()'s argv, but the pid file is the floor's ready pipe: the cheapest signal.
-        pasta_args = create_pasta_args(
-            [],
-            [],
-            [],
-            "@NETNS@",
-            map_guest_addr=probe_pasta_features(config.find_pasta()).map_guest_addr,
-        ).args
+        pasta = config.find_pasta()
+        guest_addr = probe_pasta_features(pasta).map_guest_addr
+        pasta_args = create_pasta_args([], [], [], "@NETNS@", map_guest_addr=guest_addr).args
         own = child_options(pasta_args, root=True, userns=None)
-        self.pasta_argv = " ".join([config.find_pasta(), "--pid", "/dev/fd/3", *own, *pasta_args])
+        self.pasta_argv = " ".join([pasta, "--pid", "/dev/fd/3", *own, *pasta_args])
         rlk = rootlessport_config(
             ports=[pyslirp.PortMapping(host_port=1, container_port=80)],
             netns="@NETNS@",
