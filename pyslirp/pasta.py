@@ -31,7 +31,7 @@ from .errors import OptionError, PortForwardError, SlirpError, StartError
 from .features import probe_pasta_features
 from .helper import Helper
 from .netnsaddr import IPAddress, netns_addresses
-from .options import _check_path, _check_ready_timeout, _check_strings
+from .options import _check_path, _check_pdeathsig, _check_ready_timeout, _check_strings
 from .pastaargv import SLIRP4NETNS_PRESET, child_options, create_pasta_args
 from .ports import PortMapping
 from .spawn import DEVNULL
@@ -81,12 +81,7 @@ class SetupOptions:
             raise OptionError(
                 f"invalid addressing {self.addressing!r}: use 'host' or 'slirp4netns'"
             )
-        if (
-            not isinstance(self.pdeathsig, int)
-            or isinstance(self.pdeathsig, bool)
-            or not 0 <= self.pdeathsig < signal.NSIG
-        ):
-            raise OptionError(f"invalid pdeathsig {self.pdeathsig!r}: not 0 or a signal number")
+        _check_pdeathsig(self.pdeathsig)
         _check_ready_timeout(self.ready_timeout)
 
 
