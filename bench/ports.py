@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -134,7 +135,8 @@ def inside(client: str, mb: int, connects: int) -> list[dict[str, object]]:
             stack.callback(server.wait)
             stack.callback(server.kill)
             assert server.stdout is not None and server.stdout.readline() == "ready\n"
-            close, helpers = start(path, netns, f"/tmp/{target}")
+            tmp_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="pyslirp-bench-"))
+            close, helpers = start(path, netns, tmp_dir)
             stack.callback(close)
             argv = [sys.executable, "-c", CLIENT, HOST_IP, str(PORT), str(mb), str(connects)]
             measured = subprocess.run(
