@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import select
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
+
+SIOCGIFADDR = 0x8915
 
 
 def open_fds() -> dict[int, str]:
@@ -179,3 +185,18 @@ def env_count(name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"{name} must be at least 1, not {value}")
     return value
+
+
+def host_ipv4() -> str:
+    """This machine's first non-loopback IPv4 address (libslirp drops UDP replies to
+    127.0.0.1 when host loopback is disabled)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for name in sorted(n for _, n in socket.if_nameindex()):
+            try:
+                packed = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()))
+            except OSError:
+                continue
+            address = socket.inet_ntoa(packed[20:24])
+            if not address.startswith("127."):
+                return address
+    pytest.skip("this machine has no non-loopback IPv4 address")

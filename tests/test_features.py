@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from pyslirp.errors import BinaryNotFound, SlirpError
-from pyslirp.features import Features, probe_count, probe_features
+from pyslirp.features import (
+    Features,
+    PastaFeatures,
+    probe_count,
+    probe_features,
+    probe_pasta_features,
+)
 
 SLIRP4NETNS = "/usr/bin/slirp4netns"
 
@@ -127,3 +133,32 @@ def test_a_binary_that_cannot_execute_is_an_error(tmp_path: Path) -> None:
 def test_a_missing_binary_is_binary_not_found(tmp_path: Path) -> None:
     with pytest.raises(BinaryNotFound, match="no such file"):
         probe_features(str(tmp_path / "absent"))
+
+
+def test_debians_pasta_is_probed_once_and_lacks_map_guest_addr(tmp_path: Path) -> None:
+    copy = tmp_path / "pasta"  # a private copy: this test owns its cache entry
+    shutil.copy2(os.path.realpath("/usr/bin/pasta"), copy)
+    count = probe_count()
+    assert probe_pasta_features(str(copy)) == PastaFeatures(map_guest_addr=False)
+    assert probe_pasta_features(str(copy)) == PastaFeatures(map_guest_addr=False)
+    assert probe_count() == count + 1
+
+
+def test_one_file_probed_as_slirp4netns_and_as_pasta_keeps_both_answers(binary: Path) -> None:
+    assert isinstance(probe_features(str(binary)), Features)
+    assert probe_pasta_features(str(binary)) == PastaFeatures(map_guest_addr=False)
+    assert isinstance(probe_features(str(binary)), Features)
+
+
+def test_pasta_features_from_help_reads_map_guest_addr() -> None:
+    assert PastaFeatures.from_help("  --map-guest-addr ADDR\tTranslate ADDR") == PastaFeatures(
+        map_guest_addr=True
+    )
+
+
+def test_pasta_help_failing_otherwise_than_with_status_1_is_an_error(tmp_path: Path) -> None:
+    script = tmp_path / "pasta"
+    script.write_text("#!/bin/sh\necho broken\nexit 2\n")
+    script.chmod(0o755)
+    with pytest.raises(SlirpError, match=f'checking pasta binary {script}: pasta "broken\\\\n"'):
+        probe_pasta_features(str(script))
