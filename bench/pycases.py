@@ -119,7 +119,7 @@ def setup_case(p: Params) -> Result:
             mappings = [pyslirp.PortMapping(host_port=port, container_port=80)] if port else []
             opts = _options(p, netns, ports=mappings, slirp4netns_exit_pipe_r=exit_r)
             if p.get("probe") == "cold":
-                features._cache.clear()
+                features.clear_cache()
             t0 = time.perf_counter_ns()
             result = pyslirp.setup(opts)
             stack.callback(result.close)

@@ -17,6 +17,7 @@ from .config import Config
 from .errors import (
     BinaryNotFound,
     ConfigError,
+    NetStatusError,
     OptionError,
     PortForwardError,
     PortMappingError,
@@ -47,6 +48,7 @@ __all__ = [
     "IPv4Network",
     "NetAddress",
     "NetInterface",
+    "NetStatusError",
     "NetworkOptions",
     "OptionError",
     "PortForwardError",

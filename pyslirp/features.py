@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
-from .errors import BinaryNotFound, SlirpError
+from .errors import BinaryNotFound, StartError
 from .gostrconv import go_quote
 
 HELP_TIMEOUT = 10.0
@@ -77,7 +77,13 @@ _Key = tuple[str, str, int, int, int, int]
 _lock = threading.Lock()
 _cache: dict[_Key, object] = {}
 _key_locks: dict[_Key, threading.Lock] = {}
-_probes = 0
+
+
+def clear_cache() -> None:
+    """Forget every binary probed so far: the next probe of each runs ``--help`` again
+    (as after an upgrade that kept the file's size and mtime)."""
+    with _lock:
+        _cache.clear()
 
 
 def _new_locks_after_fork() -> None:
@@ -88,11 +94,6 @@ def _new_locks_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_new_locks_after_fork)
-
-
-def probe_count() -> int:
-    """How many times ``--help`` has been run in this process (cache misses)."""
-    return _probes
 
 
 def probe_features(binary: str) -> Features:
@@ -136,14 +137,11 @@ def _cache_key(binary: str, kind: str) -> _Key:
     except FileNotFoundError:
         raise BinaryNotFound(f"checking {kind} binary {binary}: no such file") from None
     except OSError as exc:
-        raise SlirpError(f"checking {kind} binary {binary}: {exc}") from exc
+        raise StartError(f"checking {kind} binary {binary}: {exc}") from exc
     return (kind, path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _run_help(binary: str, kind: str, statuses: tuple[int, ...]) -> str:
-    global _probes
-    with _lock:
-        _probes += 1
     prefix = f"checking {kind} binary {binary}"
     try:
         result = subprocess.run(
@@ -157,15 +155,15 @@ def _run_help(binary: str, kind: str, statuses: tuple[int, ...]) -> str:
         )
     except subprocess.TimeoutExpired as exc:
         output = os.fsdecode(exc.output or b"")
-        raise SlirpError(
+        raise StartError(
             f"{prefix}: {kind} {go_quote(output)}: --help timed out after {HELP_TIMEOUT}s"
         ) from None
     except OSError as exc:
-        raise SlirpError(f"{prefix}: {exc}") from exc
+        raise StartError(f"{prefix}: {exc}") from exc
     output = os.fsdecode(result.stdout)
     if result.returncode not in statuses:
         status = _exit_text(result.returncode)
-        raise SlirpError(f"{prefix}: {kind} {go_quote(output)}: {status}")
+        raise StartError(f"{prefix}: {kind} {go_quote(output)}: {status}")
     return output
 
 

@@ -42,7 +42,7 @@ BINARY_NAME = "pasta"
 READY_FD = 3  # pasta's pid file is /dev/fd/3: the pid written is the ready signal
 Addressing = Literal["host", "slirp4netns"]
 
-log = logging.getLogger("pyslirp")
+logger = logging.getLogger("pyslirp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,7 +167,7 @@ def setup(opts: SetupOptions) -> SetupResult:
     argv = [binary, "--pid", f"/dev/fd/{READY_FD}", *own, *pasta_args.args]
     result = SetupResult(label=f"{BINARY_NAME} for netns {opts.netns}")
     try:
-        log.debug("starting %s", argv)
+        logger.debug("starting %s", argv)
         result.pasta.spawn(
             argv, ready_fd=READY_FD, stdin=DEVNULL, log=True, pdeathsig=opts.pdeathsig
         )
@@ -183,7 +183,7 @@ def setup(opts: SetupOptions) -> SetupResult:
     except BaseException:
         result.close(timeout=0)
         raise
-    log.debug("%s ready in %.1f ms", result.pasta.label, (time.monotonic() - started) * 1e3)
+    logger.debug("%s ready in %.1f ms", result.pasta.label, (time.monotonic() - started) * 1e3)
     return result
 
 
