@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING, Any
 
 from . import pasta
 from .addresses import (
@@ -35,6 +36,21 @@ from .rootlessport import setup_rootless_port_mapping_via_rlk
 from .slirp4netns import SetupResult, setup
 from .spawn import DEVNULL, Child, spawn
 
+if TYPE_CHECKING:
+    from .aio import asetup, asetup_rootless_port_mapping_via_rlk
+
+_ASYNC = ("asetup", "asetup_rootless_port_mapping_via_rlk")
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio API is imported on first use: asyncio costs milliseconds to import.
+    if name in _ASYNC:
+        from . import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module 'pyslirp' has no attribute {name!r}")
+
+
 __all__ = [
     "BINARY_NAME",
     "DEVNULL",
@@ -61,6 +77,8 @@ __all__ = [
     "StartError",
     "StatusBlock",
     "SubnetError",
+    "asetup",
+    "asetup_rootless_port_mapping_via_rlk",
     "get_dns",
     "get_gateway",
     "get_ip",

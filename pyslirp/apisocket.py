@@ -5,11 +5,11 @@ from __future__ import annotations
 import errno
 import json
 import socket
-import time
 from typing import Any
 
 from .errors import PortForwardError
 from .helper import start_error
+from .steps import Steps, Wait, drive
 
 MAX_REPLY = 64 * 1024
 
@@ -21,19 +21,30 @@ def request(path: str, execute: str, arguments: dict[str, Any], deadline: float)
     to EOF. A reply with ``error`` raises :class:`PortForwardError` with slirp4netns's
     description; so does a reply that is not JSON, too large or late.
     """
+    return drive(request_steps(path, execute, arguments, deadline))
+
+
+def request_steps(
+    path: str, execute: str, arguments: dict[str, Any], deadline: float
+) -> Steps[Any]:
+    """:func:`request` as steps (see :mod:`pyslirp.steps`)."""
     payload = json.dumps({"execute": execute, "arguments": arguments}).encode() + b"\n"
     reply = b""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            sock.connect(path)
-            sock.sendall(payload)
+            sock.setblocking(False)
+            sock.connect(path)  # a unix socket connects at once, or not at all
+            sock.sendall(payload)  # a few hundred bytes: the socket buffer takes them
             sock.shutdown(socket.SHUT_WR)
-            while chunk := sock.recv(MAX_REPLY + 1 - len(reply)):
+            while True:
+                if not (yield Wait((sock.fileno(),), deadline)):
+                    raise TimeoutError(errno.ETIMEDOUT, "timed out")
+                chunk = sock.recv(MAX_REPLY + 1 - len(reply))
+                if not chunk:
+                    break
                 reply += chunk
                 if len(reply) > MAX_REPLY:
                     raise PortForwardError(f"slirp4netns replied with over {MAX_REPLY} bytes")
-                sock.settimeout(max(deadline - time.monotonic(), 0.001))
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             raise start_error(f"cannot talk to slirp4netns API socket {path}", exc) from exc

@@ -24,6 +24,7 @@ from typing import Any
 
 from .errors import ReadyTimeout, StartError
 from .spawn import Child, spawn
+from .steps import Steps, Wait, drive
 
 PRIVATE_DIR_PREFIX = "pyslirp-"
 PRIVATE_DIR_LOCK = ".lock"
@@ -70,11 +71,13 @@ class Helper:
         """Make a directory of the helper's own (0700) under ``parent``, removed by
         :meth:`close` once the helper is reaped.
 
-        Its name is recorded before it exists, and a lock file in it is held for as long
-        as this handle lives: a directory whose lock nobody holds was left by an owner
-        that was killed, and is removed here first.
+        Its name (with this process's pid) is recorded before it exists, and a lock file
+        in it is held for as long as this handle lives: a directory whose lock nobody
+        holds and whose process is gone was left by an owner that was killed, and is
+        removed here first.
         """
-        self.private_dir = os.path.join(parent, PRIVATE_DIR_PREFIX + os.urandom(3).hex())
+        name = f"{PRIVATE_DIR_PREFIX}{os.getpid()}-{os.urandom(3).hex()}"
+        self.private_dir = os.path.join(parent, name)
         try:
             os.makedirs(parent, mode=0o700, exist_ok=True)
             _remove_abandoned_dirs(parent)
@@ -106,29 +109,32 @@ class Helper:
         :class:`StartError` the moment it exits or closes the pipe without writing, and
         :class:`ReadyTimeout` at ``deadline`` (a :func:`time.monotonic` value). The ready
         pipe is closed either way."""
+        drive(self.ready_steps(deadline))
+
+    def ready_steps(self, deadline: float) -> Steps[None]:
+        """:meth:`wait_ready` as steps (see :mod:`pyslirp.steps`)."""
         ready_fd, pidfd = self.child.fd("ready_fd"), self.child.pidfd
+        # Without a pidfd it was reaped already: the ready pipe is at EOF or has data.
+        fds = (ready_fd, pidfd) if pidfd >= 0 else (ready_fd,)
         try:
-            poller = select.poll()
-            poller.register(ready_fd, select.POLLIN)
-            if pidfd >= 0:  # else it was reaped already: the ready pipe is at EOF or has data
-                poller.register(pidfd, select.POLLIN)
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise self.error(f"{self.label} did not become ready in time", ReadyTimeout)
-                events = dict(poller.poll(remaining * 1000))
+                ready = yield Wait(fds, deadline)
                 # A helper may write its byte and exit at once: the byte wins.
-                if events.get(ready_fd):
+                if ready_fd in ready:
                     if os.read(ready_fd, 1):
                         return
                     # EOF: usually the helper is on its way out; say how it ended if it does.
-                    try:
-                        reason = _exit_reason(self.child.wait(min(EXIT_GRACE, remaining)))
-                    except subprocess.TimeoutExpired:
-                        reason = "closed its ready fd without writing"
+                    if pidfd >= 0:
+                        yield Wait((pidfd,), min(deadline, time.monotonic() + EXIT_GRACE))
+                    returncode = self.child.poll()
+                    reason = "closed its ready fd without writing"
+                    if returncode is not None:
+                        reason = _exit_reason(returncode)
                     raise self.error(f"{self.label} {reason}")
-                if pidfd >= 0 and events.get(pidfd):
+                if pidfd in ready:
                     raise self.error(f"{self.label} {_exit_reason(self.child.wait())}")
+                if time.monotonic() >= deadline:
+                    raise self.error(f"{self.label} did not become ready in time", ReadyTimeout)
         finally:
             self.child.close_fd("ready_fd")
 
@@ -164,12 +170,18 @@ class Helper:
         fds. ``then`` runs once the helper is gone, before its fds (and so the lock it may
         hold) are released. Safe to call more than once.
         """
+        drive(self.close_steps(timeout, then=then))
+
+    def close_steps(
+        self, timeout: float = 5.0, *, then: Callable[[], None] | None = None
+    ) -> Steps[None]:
+        """:meth:`close` as steps (see :mod:`pyslirp.steps`)."""
         if self._stopped:
             return
         self._closing = True  # interrupted from here on, __del__ finishes the job quietly
         try:
             if self.child.owned_here and self.child.pid:
-                self._stop(timeout)
+                yield from self._stop_steps(timeout)
         finally:
             try:
                 if then is not None and self._owner == os.getpid():
@@ -177,7 +189,7 @@ class Helper:
             finally:
                 self.release()
 
-    def _stop(self, timeout: float) -> None:
+    def _stop_steps(self, timeout: float) -> Steps[None]:
         child = self.child
         deadline = time.monotonic() + timeout
         self.track_children()
@@ -185,15 +197,16 @@ class Helper:
         child.close_fd("exit_fd")
         if not graceful:
             child.send_signal(signal.SIGTERM, group=True)
-        try:
-            child.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        if child.poll() is None:
+            yield Wait((child.pidfd,), deadline)
+        if child.poll() is None:
             child.send_signal(signal.SIGKILL, group=True)
-            child.wait()
+            yield Wait((child.pidfd,), None)
+        child.wait()
         for pidfd in child.tracked_pidfds():
-            if not _wait_pidfd(pidfd, deadline - time.monotonic()):
+            if not (yield Wait((pidfd,), deadline)):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                _wait_pidfd(pidfd, None)
+                yield Wait((pidfd,), None)
         _reap_adopted(self.pid)
 
     def kill(self) -> None:
@@ -270,18 +283,28 @@ def start_error(what: str, exc: OSError) -> StartError:
 
 
 def _remove_abandoned_dirs(parent: str) -> None:
-    """Remove the private directories under ``parent`` whose lock nobody holds."""
+    """Remove the private directories under ``parent`` that nobody holds: their lock is
+    free and the process in their name is gone (a live one may be making it now)."""
     for entry in os.scandir(parent):
-        if not entry.name.startswith(PRIVATE_DIR_PREFIX) or not entry.is_dir():
+        owner = entry.name.removeprefix(PRIVATE_DIR_PREFIX).partition("-")[0]
+        if entry.name == owner or not owner.isdigit() or _alive(int(owner)):
             continue
         try:
             with open(os.path.join(entry.path, PRIVATE_DIR_LOCK), "rb") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 shutil.rmtree(entry.path, ignore_errors=True)
-        except (BlockingIOError, FileNotFoundError):
-            # In use, or being made or removed right now. (A directory whose lock file
-            # exists but is not locked yet may go: its setup then fails, typed.)
-            continue
+        except (BlockingIOError, FileNotFoundError, NotADirectoryError):
+            continue  # held (a pid reused), or removed meanwhile by another setup
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's
+    return True
 
 
 def read_tail(fd: int) -> str:

@@ -23,6 +23,7 @@ from .gostrconv import go_quote
 from .helper import Helper
 from .options import SetupOptions, fd_of
 from .ports import PortMapping
+from .steps import Steps, drive
 
 __all__ = ["rootlessport_config", "setup_rootless_port_mapping_via_rlk"]
 
@@ -38,7 +39,7 @@ SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), the terminating NUL included
 def check_tmp_dir(tmp_dir: str) -> None:
     """Refuse a ``tmp_dir`` so long that rootlessport's socket under its private state
     directory would not fit in a unix socket address (it would hang, never ready)."""
-    longest = os.path.join(tmp_dir, "12345678") + SOCKET_SUFFIX
+    longest = os.path.join(tmp_dir, "pyslirp-4194304-123456") + SOCKET_SUFFIX
     if len(os.fsencode(longest)) >= SUN_PATH_MAX:
         limit = SUN_PATH_MAX - len(longest) + len(tmp_dir) - 1
         raise OptionError(
@@ -80,6 +81,13 @@ def setup_rootless_port_mapping_via_rlk(
     write end stops it); otherwise the returned handle owns an exit pipe, and rootlessport
     stops with it or with this process. :meth:`Helper.close` stops it.
     """
+    return drive(rootless_port_mapping_steps(opts, slirp_subnet, net_status))
+
+
+def rootless_port_mapping_steps(
+    opts: SetupOptions, slirp_subnet: SubnetLike, net_status: NetStatus | None
+) -> Steps[Helper]:
+    """:func:`setup_rootless_port_mapping_via_rlk` as steps (see :mod:`pyslirp.steps`)."""
     deadline = time.monotonic() + opts.ready_timeout
     check_tmp_dir(opts.config.tmp_dir)
     if opts.rootless_port_exit_pipe_r is not None:
@@ -87,7 +95,7 @@ def setup_rootless_port_mapping_via_rlk(
     binary = opts.config.find_helper_binary(BINARY_NAME)
     helper = Helper(BINARY_NAME, graceful_eof=True)
     try:
-        start_rootlessport(helper, binary, opts, slirp_subnet, net_status, deadline)
+        yield from start_rootlessport(helper, binary, opts, slirp_subnet, net_status, deadline)
     except BaseException:
         helper.close(timeout=0)
         raise
@@ -101,7 +109,7 @@ def start_rootlessport(
     slirp_subnet: SubnetLike,
     net_status: NetStatus | None,
     deadline: float,
-) -> None:
+) -> Steps[None]:
     """Start rootlessport (``binary``) into ``helper``, which the caller already owns, and
     wait until ``deadline`` for it to be ready. Its state lives in a private directory of
     the helper's, removed when it stops."""
@@ -130,7 +138,7 @@ def start_rootlessport(
         userns=opts.userns_path,
     )
     try:
-        helper.wait_ready(deadline)
+        yield from helper.ready_steps(deadline)
     except StartError as exc:
         raise _with_stdout(exc, helper.output(), opts.ports) from exc
     # rootlessport-child is not our child: hold pidfds to wait for it when it stops.

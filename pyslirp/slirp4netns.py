@@ -22,7 +22,7 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from .addresses import DEFAULT_SUBNET
-from .apisocket import request
+from .apisocket import request_steps
 from .argv import BINARY_NAME, EXIT_FD, READY_FD, build_argv
 from .errors import OptionError, StartError
 from .exitpipe import check_exit_pipe
@@ -33,6 +33,7 @@ from .options import SetupOptions, fd_of
 from .ports import slirp4netns_hostfwd_args
 from .rootlessport import check_tmp_dir, start_rootlessport
 from .spawn import DEVNULL, Child
+from .steps import Steps, drive
 
 __all__ = ["SetupOptions", "SetupResult", "setup"]
 
@@ -86,14 +87,24 @@ class SetupResult:
         """Stop rootlessport and slirp4netns (SIGKILL after ``timeout``), reap them, and
         remove what setup created. Safe to call more than once. In a forked child process
         this only closes that process's copies of the fds: the helpers are its parent's."""
+        drive(self.close_steps(timeout))
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """:meth:`close` without blocking the event loop: the exits are awaited there."""
+        from .aio import run_steps
+
+        await run_steps(self.close_steps(timeout))
+
+    def close_steps(self, timeout: float = 5.0) -> Steps[None]:
+        """:meth:`close` as steps (see :mod:`pyslirp.steps`)."""
         if self._closed:
             return
         self._closing = True  # interrupted from here on, __del__ finishes the job quietly
         try:
             if self.rootlessport is not None:
-                self.rootlessport.close(timeout)
+                yield from self.rootlessport.close_steps(timeout)
         finally:
-            self.slirp4netns.close(timeout, then=self._remove_api_socket)
+            yield from self.slirp4netns.close_steps(timeout, then=self._remove_api_socket)
         self._closed = True
 
     def detach(self) -> int:
@@ -123,6 +134,12 @@ class SetupResult:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> SetupResult:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True) or not self.child.owned_here or not self.pid:
@@ -162,6 +179,16 @@ def setup(opts: SetupOptions) -> SetupResult:
     On any error, Ctrl-C included, nothing is left behind: no process, fd, socket file
     or changed sysctl.
     """
+    return drive(setup_steps(opts))
+
+
+def setup_steps(opts: SetupOptions) -> Steps[SetupResult]:
+    """:func:`setup` as steps (see :mod:`pyslirp.steps`): all its waits are fds.
+
+    The result exists before anything is made; interrupted at any point (an exception
+    thrown in at a wait: a cancellation), it is closed at once (SIGKILL) and the error
+    goes on.
+    """
     started = time.monotonic()
     deadline = started + opts.ready_timeout
     plan = _plan(opts)
@@ -175,10 +202,10 @@ def setup(opts: SetupOptions) -> SetupResult:
     try:
         slirp4netns = result.slirp4netns
         if plan.api_socket is not None:
-            _claim_api_socket(slirp4netns.child, plan.api_socket, deadline)
+            _claim_api_socket(slirp4netns.child, plan.api_socket)
         _spawn(slirp4netns, opts, plan)
         try:
-            slirp4netns.wait_ready(deadline)
+            yield from slirp4netns.ready_steps(deadline)
         finally:
             slirp4netns.child.restore()  # accept_dad: tap0 has its addresses now
         logger.debug("%s ready in %.1f ms", BINARY_NAME, (time.monotonic() - started) * 1e3)
@@ -188,10 +215,10 @@ def setup(opts: SetupOptions) -> SetupResult:
                 result._api_socket_inode = (st.st_dev, st.st_ino)
         for hostfwd in plan.hostfwds:
             assert plan.api_socket is not None
-            request(plan.api_socket, "add_hostfwd", hostfwd, deadline)
+            yield from request_steps(plan.api_socket, "add_hostfwd", hostfwd, deadline)
         if plan.rootlessport is not None:
             result.rootlessport = Helper("rootlessport", graceful_eof=True)
-            start_rootlessport(
+            yield from start_rootlessport(
                 result.rootlessport, plan.rootlessport, opts, result.subnet, None, deadline
             )
     except BaseException:
@@ -246,7 +273,7 @@ def _lock_path(api_socket: str) -> str:
     return api_socket + ".lock"
 
 
-def _claim_api_socket(child: Child, path: str, deadline: float) -> None:
+def _claim_api_socket(child: Child, path: str) -> None:
     """Make ``path`` ours for as long as ``child``'s handle lives.
 
     A lock file beside the socket, held by the handle, tells a live setup with the same
@@ -265,7 +292,7 @@ def _claim_api_socket(child: Child, path: str, deadline: float) -> None:
         raise start_error(f"cannot use api socket {path}", exc) from exc
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
-            probe.settimeout(max(deadline - time.monotonic(), 0.001))
+            probe.setblocking(False)  # a full backlog (BlockingIOError) is a listener too
             probe.connect(path)
     except (FileNotFoundError, NotADirectoryError):
         return  # no socket there: the path is ours
@@ -273,6 +300,8 @@ def _claim_api_socket(child: Child, path: str, deadline: float) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # nobody listens and no setup holds it: stale
         return
+    except BlockingIOError:
+        pass
     except OSError as exc:
         raise start_error(f"cannot use api socket {path}", exc) from exc
     raise StartError(f"api socket {path} is in use by a slirp4netns pyslirp did not start")

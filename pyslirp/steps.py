@@ -1,0 +1,55 @@
+"""Sequences that wait on fds, written once and driven two ways (sans-I/O, as h11 does).
+
+A step sequence is a generator that yields :class:`Wait` ("until one of these fds is
+readable, or this deadline") and is sent back the fds that became readable (empty at the
+deadline). :func:`drive` runs one with ``poll()``, blocking the calling thread;
+:mod:`pyslirp.aio` runs the same generator on an asyncio event loop. The setup sequence,
+its validation and its cleanup exist once.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TypeAlias, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Wait until one of ``fds`` is readable, or until ``deadline`` (a
+    :func:`time.monotonic` value; None: no deadline)."""
+
+    fds: tuple[int, ...]
+    deadline: float | None
+
+
+Steps: TypeAlias = Generator[Wait, frozenset[int], T]
+
+
+def drive(steps: Steps[T]) -> T:
+    """Run ``steps`` to its end in this thread, answering each wait with ``poll()``."""
+    try:
+        wait = next(steps)
+        while True:
+            wait = steps.send(_poll(wait))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _poll(wait: Wait) -> frozenset[int]:
+    poller = select.poll()  # not select(): a daemon's fds run past FD_SETSIZE (1024)
+    for fd in wait.fds:
+        poller.register(fd, select.POLLIN)
+    while True:
+        if wait.deadline is None:
+            timeout_ms = None
+        else:
+            timeout_ms = max(0, math.ceil((wait.deadline - time.monotonic()) * 1000))
+        ready = frozenset(fd for fd, _ in poller.poll(timeout_ms))
+        if ready or (wait.deadline is not None and time.monotonic() >= wait.deadline):
+            return ready
