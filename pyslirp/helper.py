@@ -240,15 +240,16 @@ class Helper:
         return self.pid
 
     def release(self) -> None:
-        """Close every fd made for the helper and remove its private directory; the
-        process is left alone (stopped, detached or killed already)."""
-        self._stopped = True
+        """Remove the helper's private directory and close every fd made for it; the
+        process is left alone (stopped, detached or killed already). Interrupted, it is
+        run again by the finalizer."""
+        if self.private_dir is not None and self._owner == os.getpid():
+            shutil.rmtree(self.private_dir, ignore_errors=True)  # still locked: ours alone
         self.child.restore()
         for name in ("ready_fd", "exit_fd", "log_fd", "out_fd", "lock_fd", "pidfd"):
             self.child.close_fd(name)
         self.child.close_tracked()
-        if self.private_dir is not None and self._owner == os.getpid():
-            shutil.rmtree(self.private_dir, ignore_errors=True)
+        self._stopped = True
 
     def __enter__(self) -> Helper:
         return self

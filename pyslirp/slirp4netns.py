@@ -100,12 +100,18 @@ class SetupResult:
         if self._closed:
             return
         self._closing = True  # interrupted from here on, __del__ finishes the job quietly
-        try:
-            if self.rootlessport is not None:
+        failure = None
+        if self.rootlessport is not None:
+            try:
                 yield from self.rootlessport.close_steps(timeout)
-        finally:
-            yield from self.slirp4netns.close_steps(timeout, then=self._remove_api_socket)
+            except GeneratorExit:
+                raise  # abandoned half way: no more waits, the finalizers kill
+            except BaseException as exc:  # slirp4netns is stopped all the same
+                failure = exc
+        yield from self.slirp4netns.close_steps(timeout, then=self._remove_api_socket)
         self._closed = True
+        if failure is not None:
+            raise failure
 
     def detach(self) -> int:
         """Give up ownership and return slirp4netns's pid: the helpers keep running and

@@ -32,12 +32,25 @@ Steps: TypeAlias = Generator[Wait, frozenset[int], T]
 
 
 def drive(steps: Steps[T]) -> T:
-    """Run ``steps`` to its end in this thread, answering each wait with ``poll()``."""
+    """Run ``steps`` to its end in this thread, answering each wait with ``poll()``.
+
+    An exception raised while waiting (Ctrl-C) is thrown into the steps, which may still
+    wait while they clean up; it goes on once they end. Steps are never left half run.
+    """
+    pending: BaseException | None = None
     try:
         wait = next(steps)
         while True:
-            wait = steps.send(_poll(wait))
+            try:
+                ready = _poll(wait)
+            except BaseException as exc:  # thrown into the steps, not swallowed
+                pending = pending or exc
+                wait = steps.throw(exc)
+                continue
+            wait = steps.send(ready)
     except StopIteration as done:
+        if pending is not None:
+            raise pending from None
         return done.value  # type: ignore[no-any-return]
 
 
