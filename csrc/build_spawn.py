@@ -1,4 +1,5 @@
-"""cffi build script for pyslirp's private spawner module ``pyslirp._spawn``."""
+"""cffi build script for pyslirp's private C module ``pyslirp._spawn``: the spawner and
+the init of ``pyslirp run``."""
 
 from cffi import FFI
 
@@ -51,6 +52,52 @@ ffibuilder.cdef(
     int pyslirp_spawn(const struct pyslirp_spawn_args *args,
                       struct pyslirp_spawn_result *result);
     int setns(int fd, int nstype);
+
+    #define PYSLIRP_INIT_PREPARED ...
+    #define PYSLIRP_INIT_STEP_SIGNALS ...
+    #define PYSLIRP_INIT_STEP_FDS ...
+    #define PYSLIRP_INIT_STEP_ACCEPT_DAD ...
+    #define PYSLIRP_INIT_STEP_MOUNT_SLAVE ...
+    #define PYSLIRP_INIT_STEP_MOUNT_SCRATCH ...
+    #define PYSLIRP_INIT_STEP_RESOLV_CONF ...
+    #define PYSLIRP_INIT_STEP_HOSTS ...
+    #define PYSLIRP_INIT_STEP_MOUNT_PROC ...
+    #define PYSLIRP_INIT_STEP_MOUNT_SYS ...
+    #define PYSLIRP_INIT_STEP_IPV6 ...
+    #define PYSLIRP_INIT_STEP_FORK ...
+    #define PYSLIRP_INIT_STEP_CAPS ...
+    #define PYSLIRP_INIT_STEP_EXEC ...
+    #define PYSLIRP_INIT_STEP_CLONE ...
+    #define PYSLIRP_INIT_STEP_PIPE ...
+    #define CLONE_NEWNS ...
+    #define CLONE_NEWPID ...
+
+    struct pyslirp_init_args {
+        int clone_flags;
+        const char *path;
+        char *const *argv;
+        char *const *envp;
+        int gate_fd;
+        int host_mounts_locked;
+        const char *resolv_conf;
+        size_t resolv_conf_len;
+        const char *hosts;
+        size_t hosts_len;
+        int ipv6_wait_ms;
+        int fd_limit;
+    };
+
+    struct pyslirp_init_result {
+        int pid;
+        int pidfd;
+        int err_fd;
+        int step;
+        int err;
+    };
+
+    int pyslirp_init_start(const struct pyslirp_init_args *args,
+                           struct pyslirp_init_result *result);
+    int pyslirp_init_relay(int pidfd, int sig);
     """
 )
 
@@ -62,8 +109,9 @@ ffibuilder.set_source(
     #endif
     #include <sched.h>
     #include "spawn.h"
+    #include "init.h"
     """,
-    sources=["csrc/spawn.c"],
+    sources=["csrc/spawn.c", "csrc/init.c"],
     include_dirs=["csrc"],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -1,0 +1,398 @@
+"""What ``pyslirp run`` builds around CMD: its namespaces, id maps, /proc, /sys and
+resolv.conf, with a small init (``csrc/init.c``) as PID 1.
+
+CMD runs in new network, PID and mount namespaces (and a user namespace when rootless),
+so it sees neither slirp4netns nor rootlessport and cannot reach them. Its /etc/resolv.conf
+names slirp4netns's DNS, its /sys shows its own interfaces, and nothing it started
+outlives it. The host's files are never written: the generated ones are bind-mounted in
+CMD's mount namespace only.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import select
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+from typing import Any
+
+from ._spawn import ffi, lib
+from .addresses import DEFAULT_SUBNET, get_dns, get_gateway
+from .config import Config, look_path
+from .errors import OptionError, SlirpError, StartError
+from .gostrconv import go_quote
+from .options import NetworkOptions, parse_options
+from .ports import PortMapping
+from .reaper import REAPER, ChildState
+from .slirp4netns import SetupOptions, SetupResult, setup
+from .spawn import Child
+
+__all__ = ["CommandError", "RunOptions", "hosts_file", "resolv_conf", "run"]
+
+# What a terminal, a supervisor or `timeout` sends: relayed to the init, which forwards it.
+RELAYED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
+IPV6_DNS = "fd00::3"  # slirp4netns's DNS on its IPv6 network
+HOST_ALIAS = "host.containers.internal"
+RESOLV_CONF = "/etc/resolv.conf"
+HOSTS = "/etc/hosts"
+_KEPT_RESOLV_KEYS = (["search"], ["domain"], ["options"])  # a line's first word
+_FD_LIMIT = os.sysconf("SC_OPEN_MAX")
+_RECORD = 8  # struct record: int step, int err
+
+_STEPS = {
+    lib.PYSLIRP_INIT_STEP_SIGNALS: "reset signals",
+    lib.PYSLIRP_INIT_STEP_FDS: "close fds",
+    lib.PYSLIRP_INIT_STEP_ACCEPT_DAD: "turn IPv6 DAD off",
+    lib.PYSLIRP_INIT_STEP_MOUNT_SLAVE: "make / a slave mount",
+    lib.PYSLIRP_INIT_STEP_MOUNT_SCRATCH: "mount a scratch tmpfs",
+    lib.PYSLIRP_INIT_STEP_RESOLV_CONF: f"bind-mount {RESOLV_CONF}",
+    lib.PYSLIRP_INIT_STEP_HOSTS: f"bind-mount {HOSTS}",
+    lib.PYSLIRP_INIT_STEP_MOUNT_PROC: "mount /proc",
+    lib.PYSLIRP_INIT_STEP_MOUNT_SYS: "mount /sys",
+    lib.PYSLIRP_INIT_STEP_IPV6: "wait for a usable IPv6 address",
+    lib.PYSLIRP_INIT_STEP_FORK: "fork",
+    lib.PYSLIRP_INIT_STEP_CAPS: "drop CAP_SYS_ADMIN",
+    lib.PYSLIRP_INIT_STEP_CLONE: "clone",
+    lib.PYSLIRP_INIT_STEP_PIPE: "error pipe",
+}
+
+
+class CommandError(SlirpError):
+    """CMD cannot be run; ``status`` is podman's: 127 not found, 126 not executable."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """What :func:`run` needs; validated when made, before anything starts."""
+
+    command: Sequence[str]
+    config: Config = field(default_factory=Config)
+    ports: Sequence[PortMapping] = ()
+    extra_options: Sequence[str] = ()
+    rootless: bool = False
+    dns: Sequence[str] = ()
+    ready_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.command:
+            raise OptionError("no command given: pyslirp run [OPTIONS] -- CMD [ARG...]")
+        for server in self.dns:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                raise OptionError(f"invalid dns server {go_quote(server)}") from None
+
+
+def resolv_conf(host: str, nameservers: Sequence[str]) -> str:
+    """CMD's resolv.conf: ``nameservers``, then the host file's search and options lines."""
+    kept = [line for line in host.splitlines() if line.split()[:1] in _KEPT_RESOLV_KEYS]
+    return "".join(f"nameserver {ns}\n" for ns in nameservers) + "".join(f"{k}\n" for k in kept)
+
+
+def hosts_file(host: str, gateway: str) -> str:
+    """CMD's /etc/hosts: the host's, with ``host.containers.internal`` at the gateway."""
+    if host and not host.endswith("\n"):
+        host += "\n"
+    return f"{host}{gateway}\t{HOST_ALIAS}\n"
+
+
+def run(opts: RunOptions) -> int:
+    """Run ``opts.command`` in its sandbox with slirp4netns networking; its exit status.
+
+    CMD is looked up first (:class:`CommandError`), then everything else is checked
+    before anything starts. Signals sent to this process (INT, TERM, HUP, QUIT, USR1,
+    USR2, WINCH) reach CMD once. Nothing is left running when this returns.
+    """
+    deadline = time.monotonic() + opts.ready_timeout
+    path = _find_command(opts.command[0])
+    options = parse_options(opts.config.network_cmd_options, opts.extra_options)
+    args = _InitArgs(path, opts, options, deadline)
+    init, err_r, gate_w = _start_init(args, opts.rootless)
+    network: SetupResult | None = None
+    try:
+        os.write(gate_w, b"m")  # the id maps are written
+        _check_record(err_r, path, expect_prepared=True)
+        network = setup(
+            SetupOptions(
+                config=opts.config,
+                container_id=f"pyslirp-{init.pid}",
+                netns=f"/proc/{init.pid}/ns/net",
+                userns_path=f"/proc/{init.pid}/ns/user" if opts.rootless else None,
+                ports=opts.ports,
+                extra_options=opts.extra_options,
+                pdeathsig=signal.SIGKILL,
+                ready_timeout=max(deadline - time.monotonic(), 1e-3),
+            )
+        )
+        with _terminal_to(init.pid), _relaying_to(init) as wait:
+            os.write(gate_w, b"g")  # the network is up
+            _check_record(err_r, path, expect_prepared=False)
+            returncode: int = wait()
+    except BaseException:
+        init.kill()
+        init.wait()
+        raise
+    finally:
+        os.close(gate_w)
+        os.close(err_r)
+        if network is not None:
+            _stop(network)
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def _stop(network: SetupResult) -> None:
+    """Stop the helpers without waiting on the kernel: rootlessport stops gracefully (it
+    removes its state directory), slirp4netns gets SIGKILL and is reaped whenever it has
+    torn its tap device down, by the reaper or with this process."""
+    try:
+        if network.rootlessport is not None:
+            network.rootlessport.close()
+    finally:
+        network.child.kill()
+        if network.api_socket is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(network.api_socket)
+
+
+def _find_command(name: str) -> str:
+    """CMD's executable by pyslirp's one PATH rule; podman's statuses when it fails."""
+    path = look_path(name)
+    if path is not None:
+        return os.path.abspath(path)
+    if os.sep in name and os.path.exists(name):
+        raise CommandError(f"exec: {go_quote(name)}: permission denied", 126)
+    raise CommandError(f"exec: {go_quote(name)}: executable file not found in $PATH", 127)
+
+
+class _InitArgs:
+    """The C arguments of the init child, kept alive (cffi frees with the owner)."""
+
+    def __init__(
+        self, path: str, opts: RunOptions, options: NetworkOptions, deadline: float
+    ) -> None:
+        subnet: IPv4Network = options.cidr or DEFAULT_SUBNET
+        nameservers = list(opts.dns) or [
+            str(get_dns(subnet)),
+            *([IPV6_DNS] if options.enable_ipv6 else []),
+        ]
+        resolv = _generated(RESOLV_CONF, lambda host: resolv_conf(host, nameservers))
+        hosts = (
+            _generated(HOSTS, lambda host: hosts_file(host, str(get_gateway(subnet))))
+            if options.allow_host_loopback
+            else None
+        )
+        self._keep: list[Any] = []
+        self.c = ffi.new(
+            "struct pyslirp_init_args *",
+            {
+                "path": self._bytes(os.fsencode(path)),
+                "argv": self._strings([os.fsencode(a) for a in opts.command]),
+                "envp": ffi.NULL,
+                "host_mounts_locked": opts.rootless,
+                "resolv_conf": self._bytes(resolv),
+                "resolv_conf_len": len(resolv or b""),
+                "hosts": self._bytes(hosts),
+                "hosts_len": len(hosts or b""),
+                "ipv6_wait_ms": _ms_until(deadline) if options.enable_ipv6 else 0,
+                "fd_limit": _FD_LIMIT,
+            },
+        )
+
+    def _bytes(self, data: bytes | None) -> Any:
+        if data is None:
+            return ffi.NULL
+        if b"\0" in data:
+            raise OptionError(f"argument contains a NUL byte: {data!r}")
+        self._keep.append(ffi.new("char[]", data))
+        return self._keep[-1]
+
+    def _strings(self, items: list[bytes]) -> Any:
+        self._keep.append(ffi.new("char *[]", [*map(self._bytes, items), ffi.NULL]))
+        return self._keep[-1]
+
+
+def _generated(path: str, make: Any) -> bytes | None:
+    """``make(host file's text)`` for a host file CMD will see; None if there is none
+    (a dangling symlink cannot be mounted over, and CMD sees what the host has)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as file:
+            host = file.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StartError(f"cannot read {path}: {exc.strerror}") from exc
+    text: str = make(host)
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _ms_until(deadline: float) -> int:
+    return max(1, round((deadline - time.monotonic()) * 1000))
+
+
+def _start_init(args: _InitArgs, rootless: bool) -> tuple[Child, int, int]:
+    """Clone the init child; return it, the error pipe and the gate (write end)."""
+    gate_r, gate_w = os.pipe()
+    args.c.gate_fd = gate_r
+    flags = lib.CLONE_NEWNET | lib.CLONE_NEWPID | lib.CLONE_NEWNS
+    args.c.clone_flags = flags | (lib.CLONE_NEWUSER if rootless else 0)
+    result = ffi.new("struct pyslirp_init_result *")
+    try:
+        status = lib.pyslirp_init_start(args.c, result)
+    finally:
+        os.close(gate_r)
+    if status != 0:
+        os.close(gate_w)
+        raise _init_error(result.step, result.err)
+    state = ChildState(result.pid, result.pidfd)
+    REAPER.watch(state)
+    init = Child(["pyslirp-init"], state)
+    try:
+        if rootless:
+            _map_to_root(init.pid)
+    except BaseException:
+        os.close(gate_w)
+        os.close(result.err_fd)
+        init.kill()
+        init.wait()
+        raise
+    return init, result.err_fd, gate_w
+
+
+def _map_to_root(pid: int) -> None:
+    """Map the caller's uid and gid to root in the new user namespace of ``pid``."""
+    try:
+        for name, text in (
+            ("setgroups", "deny"),
+            ("uid_map", f"0 {os.geteuid()} 1"),
+            ("gid_map", f"0 {os.getegid()} 1"),
+        ):
+            with open(f"/proc/{pid}/{name}", "w") as file:
+                file.write(text)
+    except OSError as exc:
+        raise StartError(f"cannot write the id maps of the user namespace: {exc}") from exc
+
+
+def _check_record(err_r: int, path: str, *, expect_prepared: bool) -> None:
+    """Read the init child's next report: "prepared", or EOF once CMD runs."""
+    data = b""
+    while len(data) < _RECORD:
+        chunk = os.read(err_r, _RECORD - len(data))
+        if not chunk:
+            break
+        data += chunk
+    if not data and not expect_prepared:
+        return  # CMD was exec'd
+    if len(data) < _RECORD:
+        raise StartError("the sandbox's init died before CMD started")
+    step, err = int.from_bytes(data[:4], "little", signed=True), int.from_bytes(data[4:], "little")
+    if step == lib.PYSLIRP_INIT_PREPARED and expect_prepared:
+        return
+    if step == lib.PYSLIRP_INIT_STEP_EXEC:
+        status = 127 if err in (errno.ENOENT, errno.ENOTDIR) else 126
+        raise CommandError(f"exec: {go_quote(path)}: {os.strerror(err).lower()}", status)
+    raise _init_error(step, err)
+
+
+def _init_error(step: int, err: int) -> StartError:
+    what = _STEPS.get(step, f"step {step}")
+    return StartError(f"cannot set up the sandbox: {what}: {os.strerror(err)}")
+
+
+@contextmanager
+def _terminal_to(pgid: int) -> Iterator[None]:
+    """Make ``pgid`` (the init's group, CMD's) the terminal's foreground while CMD runs,
+    if ours is: Ctrl-C then reaches CMD straight, and CMD may read the terminal."""
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        ours = os.getpgrp()
+        try:
+            handed = os.tcgetpgrp(tty) == ours
+            if handed:
+                os.tcsetpgrp(tty, pgid)
+        except OSError:
+            handed = False
+        try:
+            yield
+        finally:
+            if handed:
+                # From the background now: SIGTTOU would stop us unless blocked.
+                saved = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+                try:
+                    os.tcsetpgrp(tty, ours)
+                except OSError:
+                    pass
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+    finally:
+        os.close(tty)
+
+
+@contextmanager
+def _relaying_to(init: Child) -> Iterator[Any]:
+    """Relay :data:`RELAYED` signals to ``init`` while the block runs; yields a function
+    that waits for ``init`` to exit and returns its status."""
+
+    def relay(signum: int, frame: object) -> None:
+        pidfd = init.dup_pidfd()
+        if pidfd is not None:
+            try:
+                lib.pyslirp_init_relay(pidfd, signum)
+            finally:
+                os.close(pidfd)
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    saved = {sig: signal.signal(sig, relay) for sig in RELAYED}
+    old_wakeup = signal.set_wakeup_fd(wake_w)
+
+    def wait() -> int:
+        # A signal taken by another thread only wakes this one through the wakeup fd.
+        pidfd = init.dup_pidfd()
+        if pidfd is not None:
+            try:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                poller.register(wake_r, select.POLLIN)
+                while not any(fd == pidfd for fd, _ in poller.poll()):
+                    while _drain(wake_r):
+                        pass
+            finally:
+                os.close(pidfd)
+        return init.wait()
+
+    try:
+        yield wait
+    finally:
+        signal.set_wakeup_fd(old_wakeup)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def _drain(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 512))
+    except BlockingIOError:
+        return False
