@@ -14,21 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers import HELPER_NAMES, descendants, free_port, wait_asleep_in, wait_gone
+from helpers import (
+    HELPER_NAMES,
+    as_nobody,
+    descendants,
+    free_port,
+    pyslirp,
+    wait_asleep_in,
+    wait_gone,
+)
 
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"  # runnable by nobody, unlike a root-only pyenv
-AS_NOBODY = str(Path(__file__).resolve().parent / "as_nobody.py")
-
-
-def pyslirp(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pyslirp", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        **kwargs,
-    )
 
 
 @pytest.fixture
@@ -42,21 +39,15 @@ def nobody_runtime_dir():
     shutil.rmtree(path)
 
 
-def as_nobody(runtime_dir: Path, *args: str) -> subprocess.Popen[str]:
+def nobody_using(runtime_dir: Path, *args: str) -> subprocess.Popen[str]:
+    """``pyslirp`` as nobody, with ``runtime_dir`` as its XDG_RUNTIME_DIR and HOME."""
     env = {
         **os.environ,
         "HOME": str(runtime_dir),
         "XDG_RUNTIME_DIR": str(runtime_dir),
         "PYTHONUNBUFFERED": "1",
     }
-    return subprocess.Popen(
-        [sys.executable, AS_NOBODY, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd="/",
-    )
+    return as_nobody(env, *args)
 
 
 def test_run_gives_the_command_slirp_networking_and_its_status():
@@ -116,7 +107,7 @@ def test_run_publishes_a_port_and_sigterm_tears_everything_down():
 
 
 def test_unprivileged_run_has_networking(nobody_runtime_dir):
-    runner = as_nobody(
+    runner = nobody_using(
         nobody_runtime_dir, "run", "--", "sh", "-c", "id -u; ip -4 -o addr show tap0; exit 4"
     )
     stdout, stderr = runner.communicate(timeout=60)
@@ -130,7 +121,7 @@ def test_unprivileged_run_publishes_a_port(nobody_runtime_dir):
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         pytest.skip(f"{SYSTEM_PYTHON} is needed as a server nobody can run")
     port = free_port()
-    runner = as_nobody(
+    runner = nobody_using(
         nobody_runtime_dir, "run", "-p", f"{port}:8080", "--",
         SYSTEM_PYTHON, "-m", "http.server", "8080",
     )  # fmt: skip

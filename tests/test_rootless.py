@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port, pids_of
+from helpers import AS_NOBODY, as_nobody, free_port, pids_of, probe_helpers
 
 NOBODY = 65534
 
@@ -128,7 +128,6 @@ def test_unprivileged_user_publishes_a_port_through_userns_path(nobody_dir, tun_
     assert [p.name for p in nobody_dir.iterdir()] in ([], ["rp"])
 
 
-AS_NOBODY = str(Path(__file__).resolve().parent / "as_nobody.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # runnable by nobody, unlike a root-only pyenv
 
 
@@ -144,18 +143,6 @@ def bare_session(tun_for_everyone):
     env.update(HOME="/nonexistent", TMPDIR=str(tmp), PYTHONUNBUFFERED="1")
     yield env
     shutil.rmtree(tmp)
-
-
-def as_nobody(env: dict[str, str], *args: str, **kwargs) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, AS_NOBODY, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd="/",
-        **kwargs,
-    )
 
 
 def test_bare_session_runs_and_publishes_a_port(bare_session):
@@ -204,8 +191,6 @@ def test_rootless_ipv6_is_usable_when_cmd_starts(bare_session):
 
 
 def test_rootless_cmd_cannot_see_or_reach_the_helpers(bare_session):
-    from test_sandbox import probe_helpers
-
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import pty
 import signal
@@ -18,22 +17,10 @@ import pytest
 
 from pyslirp.sandbox import hosts_file, resolv_conf
 
-from helpers import HELPER_NAMES, descendants, free_port, processes
+from helpers import HELPER_NAMES, TESTS, probe_helpers, processes, pyslirp
 
-TESTS = Path(__file__).resolve().parent
 COUNTER = str(TESTS / "signal_counter.py")
-PROBE = str(TESTS / "sandbox_probe.py")
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts")
-
-
-def pyslirp(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pyslirp", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        **kwargs,
-    )
 
 
 def run_popen(*args: str, **kwargs) -> subprocess.Popen[str]:
@@ -108,37 +95,6 @@ def test_a_symlinked_resolv_conf_is_followed_and_left_alone(tmp_path):
         "options edns0 trust-ad",
         "stub unchanged",
     ]
-
-
-def probe_helpers(
-    args: list[str], loopback_port: int, python: str = sys.executable, **kwargs
-) -> dict:
-    """Run the probe as CMD with a published port (so rootlessport runs too); give it the
-    helpers' host pids; return its report."""
-    runner = subprocess.Popen(
-        [*args, "-p", f"{free_port()}:8080", "--", python, PROBE, str(loopback_port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd="/",
-        **kwargs,
-    )
-    try:
-        assert runner.stdin is not None and runner.stdout is not None
-        assert runner.stdout.readline() == "ready\n"  # CMD starts once every helper runs
-        helpers = {p for p, name in descendants(runner.pid).items() if name in HELPER_NAMES}
-        runner.stdin.write(" ".join(map(str, helpers)) + "\n")
-        runner.stdin.flush()
-        stdout, stderr = runner.communicate(timeout=60)
-    finally:
-        runner.kill()
-        runner.wait()
-    assert runner.returncode == 0, stderr
-    assert len(helpers) == 3
-    report: dict = json.loads(stdout)
-    report["helpers"] = sorted(helpers)
-    return report
 
 
 @pytest.fixture
