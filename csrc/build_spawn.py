@@ -83,7 +83,7 @@ ffibuilder.cdef(
         size_t resolv_conf_len;
         const char *hosts;
         size_t hosts_len;
-        int ipv6_wait_ms;
+        long long ipv6_deadline_ms;
         int fd_limit;
     };
 

@@ -19,6 +19,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -197,12 +198,12 @@ static void build_view(const struct pyslirp_init_args *a, int errfd)
         fail(errfd, PYSLIRP_INIT_STEP_MOUNT_SYS, errno);
 }
 
-static long now_ms(void)
+static long long now_ms(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
 /* Whether the netlink messages in buf announce a global, non-tentative IPv6 address. */
@@ -230,7 +231,7 @@ static int usable_ipv6(const char *buf, ssize_t len)
 }
 
 /* Wait until the netns has a global IPv6 address that is no longer tentative. */
-static int wait_ipv6(int timeout_ms)
+static int wait_ipv6(long long deadline)
 {
     struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_IPV6_IFADDR};
     struct {
@@ -238,7 +239,6 @@ static int wait_ipv6(int timeout_ms)
         struct ifaddrmsg ifa;
     } req;
     char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
-    long deadline = now_ms() + timeout_ms;
     int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
 
     if (fd < 0)
@@ -253,14 +253,14 @@ static int wait_ipv6(int timeout_ms)
         goto fail;
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        long left = deadline - now_ms();
+        long long left = deadline - now_ms();
         ssize_t n;
 
         if (left <= 0) {
             errno = ETIMEDOUT;
             goto fail;
         }
-        if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+        if (poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left) < 0 && errno != EINTR)
             goto fail;
         n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
         if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -342,8 +342,8 @@ static void __attribute__((noreturn)) init_main(const struct pyslirp_init_args *
     /* Not ptrace-able by CMD, root in the same user namespace. Only now: it makes /proc/PID
      * root's, and the helpers have opened our namespaces through it. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    if (a->ipv6_wait_ms > 0 && access("/proc/sys/net/ipv6", F_OK) == 0 &&
-        wait_ipv6(a->ipv6_wait_ms) != 0)
+    if (a->ipv6_deadline_ms > 0 && access("/proc/sys/net/ipv6", F_OK) == 0 &&
+        wait_ipv6(a->ipv6_deadline_ms) != 0)
         fail(errfd, PYSLIRP_INIT_STEP_IPV6, errno);
 
     cmd = raw_clone(0, NULL);

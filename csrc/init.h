@@ -34,7 +34,8 @@ struct pyslirp_init_args {
     size_t resolv_conf_len;
     const char *hosts;        /* contents bind-mounted over /etc/hosts, or NULL */
     size_t hosts_len;
-    int ipv6_wait_ms;         /* > 0: wait this long for a usable global IPv6 address */
+    long long ipv6_deadline_ms; /* > 0: wait until then (CLOCK_MONOTONIC) for a usable
+                                   global IPv6 address before CMD starts */
     int fd_limit;             /* highest fd + 1 to scan where close_range is missing */
 };
 

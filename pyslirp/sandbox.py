@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import math
 import os
 import select
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
@@ -45,6 +46,7 @@ RELAYED = (
     signal.SIGUSR2,
     signal.SIGWINCH,
 )
+MAX_READY_TIMEOUT = 3600.0
 IPV6_DNS = "fd00::3"  # slirp4netns's DNS on its IPv6 network
 HOST_ALIAS = "host.containers.internal"
 RESOLV_CONF = "/etc/resolv.conf"
@@ -94,6 +96,19 @@ class RunOptions:
     def __post_init__(self) -> None:
         if not self.command:
             raise OptionError("no command given: pyslirp run [OPTIONS] -- CMD [ARG...]")
+        if any("\0" in arg for arg in self.command):
+            raise OptionError(f"command contains a NUL byte: {list(self.command)!r}")
+        timeout = self.ready_timeout
+        if not (
+            isinstance(timeout, (int, float))
+            and not isinstance(timeout, bool)
+            and math.isfinite(timeout)
+            and 0 < timeout <= MAX_READY_TIMEOUT
+        ):
+            raise OptionError(
+                f"invalid ready timeout {timeout!r}: must be over 0 and at most "
+                f"{MAX_READY_TIMEOUT:g} seconds"
+            )
         for server in self.dns:
             try:
                 ipaddress.ip_address(server)
@@ -119,7 +134,8 @@ def run(opts: RunOptions) -> int:
 
     CMD is looked up first (:class:`CommandError`), then everything else is checked
     before anything starts. Signals sent to this process (INT, TERM, HUP, QUIT, USR1,
-    USR2, WINCH) reach CMD once. Nothing is left running when this returns.
+    USR2, WINCH) reach CMD once. Whatever CMD started is gone when this returns;
+    slirp4netns has been sent SIGKILL, its teardown left to the kernel.
     """
     deadline = time.monotonic() + opts.ready_timeout
     path = _find_command(opts.command[0])
@@ -211,7 +227,8 @@ class _InitArgs:
                 "resolv_conf_len": len(resolv or b""),
                 "hosts": self._bytes(hosts),
                 "hosts_len": len(hosts or b""),
-                "ipv6_wait_ms": _ms_until(deadline) if options.enable_ipv6 else 0,
+                # time.monotonic is CLOCK_MONOTONIC, the clock the init child reads.
+                "ipv6_deadline_ms": round(deadline * 1000) if options.enable_ipv6 else 0,
                 "fd_limit": _FD_LIMIT,
             },
         )
@@ -219,8 +236,6 @@ class _InitArgs:
     def _bytes(self, data: bytes | None) -> Any:
         if data is None:
             return ffi.NULL
-        if b"\0" in data:
-            raise OptionError(f"argument contains a NUL byte: {data!r}")
         self._keep.append(ffi.new("char[]", data))
         return self._keep[-1]
 
@@ -229,7 +244,7 @@ class _InitArgs:
         return self._keep[-1]
 
 
-def _generated(path: str, make: Any) -> bytes | None:
+def _generated(path: str, make: Callable[[str], str]) -> bytes | None:
     """``make(host file's text)`` for a host file CMD will see; None if there is none
     (a dangling symlink cannot be mounted over, and CMD sees what the host has)."""
     try:
@@ -239,12 +254,7 @@ def _generated(path: str, make: Any) -> bytes | None:
         return None
     except OSError as exc:
         raise StartError(f"cannot read {path}: {exc.strerror}") from exc
-    text: str = make(host)
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _ms_until(deadline: float) -> int:
-    return max(1, round((deadline - time.monotonic()) * 1000))
+    return make(host).encode("utf-8", "surrogateescape")
 
 
 def _start_init(args: _InitArgs, rootless: bool) -> tuple[Child, int, int]:

@@ -17,7 +17,15 @@ import pytest
 
 from pyslirp.sandbox import hosts_file, resolv_conf
 
-from helpers import HELPER_NAMES, TESTS, probe_helpers, processes, pyslirp
+from helpers import (
+    HELPER_NAMES,
+    TESTS,
+    descendants,
+    probe_helpers,
+    processes,
+    pyslirp,
+    wait_gone,
+)
 
 COUNTER = str(TESTS / "signal_counter.py")
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts")
@@ -119,7 +127,22 @@ def test_nothing_cmd_started_outlives_run():
     marker = f"300.{uuid.uuid4().int % 10**9}"
     out = pyslirp("run", "--", "sh", "-c", f"sleep {marker} >/dev/null 2>&1 &")
     assert out.returncode == 0, out.stderr
-    assert not [pid for pid, *_ in processes() if marker in _cmdline(pid)]
+    assert not [pid for pid, comm, *_ in processes() if comm == "sleep" and marker in _cmdline(pid)]
+
+
+def test_sigkill_of_run_takes_cmd_its_children_and_the_helpers_with_it():
+    marker = f"300.{uuid.uuid4().int % 10**9}"
+    runner = run_popen("--", "sh", "-c", f"sleep {marker} & echo ready; wait")
+    try:
+        assert runner.stdout is not None
+        assert runner.stdout.readline() == "ready\n"
+        doomed = [p for p, comm, *_ in processes() if comm == "sleep" and marker in _cmdline(p)]
+        doomed += [p for p, name in descendants(runner.pid).items() if name in HELPER_NAMES]
+        assert len(doomed) == 2  # the sleep and slirp4netns
+    finally:
+        runner.kill()
+        runner.wait()
+    assert all(wait_gone(pid, timeout=5) for pid in doomed)
 
 
 def _cmdline(pid: int) -> str:
