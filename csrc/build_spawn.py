@@ -78,6 +78,7 @@ ffibuilder.cdef(
         char *const *argv;
         char *const *envp;
         int gate_fd;
+        int stop_fd;
         int host_mounts_locked;
         const char *resolv_conf;
         size_t resolv_conf_len;

@@ -69,7 +69,8 @@ struct record {
 };
 
 /* The signals a terminal, a supervisor or `timeout` sends: forwarded to CMD. */
-static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+static const int forwarded[] = {SIGINT,  SIGTERM,  SIGHUP,   SIGQUIT,
+                                SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
 
 static void report(int fd, int step, int err)
 {
@@ -134,23 +135,23 @@ static int write_file(const char *path, const char *data, size_t len, int flags)
     return close(fd);
 }
 
-/* Close every fd from 3 up except the two given. */
-static int keep_only(int a, int b, int limit)
+/* Close every fd from 3 up except the ``n`` given, which are sorted. */
+static int keep_only(const int *keep, int n, int limit)
 {
-    int lo = a < b ? a : b, hi = a < b ? b : a;
-    int ranges[3][2] = {{3, lo - 1}, {lo + 1, hi - 1}, {hi + 1, ~0U >> 1}};
+    int first = 3;
 
-    for (int i = 0; i < 3; i++) {
-        int first = ranges[i][0], last = ranges[i][1];
+    for (int i = 0; i <= n; i++) {
+        int last = i < n ? keep[i] - 1 : (int)(~0U >> 1);
 
-        if (first > last)
-            continue;
-        if (syscall(SYS_close_range, (unsigned int)first, (unsigned int)last, 0) == 0)
-            continue;
-        if (errno != ENOSYS)
-            return -1;
-        for (int fd = first; fd <= last && fd < limit; fd++)
-            close(fd);
+        if (first <= last &&
+            syscall(SYS_close_range, (unsigned int)first, (unsigned int)last, 0) != 0) {
+            if (errno != ENOSYS)
+                return -1;
+            for (int fd = first; fd <= last && fd < limit; fd++)
+                close(fd);
+        }
+        if (i < n)
+            first = keep[i] + 1;
     }
     return 0;
 }
@@ -283,6 +284,7 @@ static void __attribute__((noreturn)) exec_cmd(const struct pyslirp_init_args *a
                                                const sigset_t *empty)
 {
     close(a->gate_fd);
+    close(a->stop_fd);
     /* Rootless, the new /proc and /sys only cover the host's: without CAP_SYS_ADMIN CMD
      * cannot unmount them (a nested user namespace sees them locked). */
     if (a->host_mounts_locked && prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) != 0)
@@ -302,6 +304,7 @@ static void __attribute__((noreturn)) init_main(const struct pyslirp_init_args *
 {
     static const struct sigaction default_action = {.sa_handler = SIG_DFL};
     sigset_t watched, empty;
+    int kept[3];
     pid_t cmd;
 
     /* The parent's handlers would run Python's code here. */
@@ -324,7 +327,17 @@ static void __attribute__((noreturn)) init_main(const struct pyslirp_init_args *
     /* If the parent is already gone, the gate reads EOF below. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
         fail(errfd, PYSLIRP_INIT_STEP_SIGNALS, errno);
-    if (keep_only(a->gate_fd, errfd, a->fd_limit) != 0)
+    kept[0] = a->gate_fd;
+    kept[1] = a->stop_fd;
+    kept[2] = errfd;
+    for (int i = 1; i < 3; i++)  /* sort three */
+        for (int j = i; j > 0 && kept[j - 1] > kept[j]; j--) {
+            int t = kept[j];
+
+            kept[j] = kept[j - 1];
+            kept[j - 1] = t;
+        }
+    if (keep_only(kept, 3, a->fd_limit) != 0)
         fail(errfd, PYSLIRP_INIT_STEP_FDS, errno);
     /* A group signal for `pyslirp run` must reach CMD once, through the parent's relay. */
     setpgid(0, 0);
@@ -364,13 +377,21 @@ static void __attribute__((noreturn)) init_main(const struct pyslirp_init_args *
         if (info.si_signo != SIGCHLD) {
             /* Only relayed signals: what reached us directly (a terminal's or a group's
              * signal) reached CMD, in our process group, directly too. */
-            if (info.si_code == SI_QUEUE && info.si_value.sival_int == RELAY_COOKIE)
-                kill(cmd, info.si_signo);
+            if (info.si_code != SI_QUEUE || info.si_value.sival_int != RELAY_COOKIE)
+                continue;
+            if (info.si_signo == SIGCONT)  /* its whole job was stopped, not CMD alone */
+                kill(0, SIGCONT);
+            kill(cmd, info.si_signo);
             continue;
         }
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-            if (pid == cmd)
+        while ((pid = waitpid(-1, &status, WNOHANG | WUNTRACED)) > 0) {
+            if (pid != cmd)
+                continue;
+            if (WIFSTOPPED(status))  /* Ctrl-Z: the parent stops its own job in turn */
+                write(a->stop_fd, "s", 1);
+            else
                 _exit(exit_status(status));
+        }
     }
 }
 

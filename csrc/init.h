@@ -29,6 +29,7 @@ struct pyslirp_init_args {
     char *const *envp;        /* NULL: the parent's environ */
     int gate_fd;              /* read end: a byte once the id maps are written, another
                                  once the network is up; EOF: give up */
+    int stop_fd;              /* write end: a byte each time CMD is stopped */
     int host_mounts_locked;   /* rootless: the host's /proc and /sys cannot be detached */
     const char *resolv_conf;  /* contents bind-mounted over /etc/resolv.conf, or NULL */
     size_t resolv_conf_len;

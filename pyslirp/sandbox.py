@@ -141,7 +141,7 @@ def run(opts: RunOptions) -> int:
     path = _find_command(opts.command[0])
     options = parse_options(opts.config.network_cmd_options, opts.extra_options)
     args = _InitArgs(path, opts, options, deadline)
-    init, err_r, gate_w = _start_init(args, opts.rootless)
+    init, err_r, gate_w, stop_r = _start_init(args, opts.rootless)
     network: SetupResult | None = None
     try:
         os.write(gate_w, b"m")  # the id maps are written
@@ -158,7 +158,7 @@ def run(opts: RunOptions) -> int:
                 ready_timeout=max(deadline - time.monotonic(), 1e-3),
             )
         )
-        with _terminal_to(init.pid), _relaying_to(init) as wait:
+        with _supervising(init, stop_r) as wait:
             os.write(gate_w, b"g")  # the network is up
             _check_record(err_r, path, expect_prepared=False)
             returncode: int = wait()
@@ -167,8 +167,8 @@ def run(opts: RunOptions) -> int:
         init.wait()
         raise
     finally:
-        os.close(gate_w)
-        os.close(err_r)
+        for fd in (gate_w, err_r, stop_r):
+            os.close(fd)
         if network is not None:
             _stop(network)
     return returncode if returncode >= 0 else 128 - returncode
@@ -257,10 +257,13 @@ def _generated(path: str, make: Callable[[str], str]) -> bytes | None:
     return make(host).encode("utf-8", "surrogateescape")
 
 
-def _start_init(args: _InitArgs, rootless: bool) -> tuple[Child, int, int]:
-    """Clone the init child; return it, the error pipe and the gate (write end)."""
+def _start_init(args: _InitArgs, rootless: bool) -> tuple[Child, int, int, int]:
+    """Clone the init child; return it, its error pipe, the gate (write end) and the
+    pipe on which it says CMD stopped."""
     gate_r, gate_w = os.pipe()
+    stop_r, stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     args.c.gate_fd = gate_r
+    args.c.stop_fd = stop_w
     flags = lib.CLONE_NEWNET | lib.CLONE_NEWPID | lib.CLONE_NEWNS
     args.c.clone_flags = flags | (lib.CLONE_NEWUSER if rootless else 0)
     result = ffi.new("struct pyslirp_init_result *")
@@ -268,8 +271,10 @@ def _start_init(args: _InitArgs, rootless: bool) -> tuple[Child, int, int]:
         status = lib.pyslirp_init_start(args.c, result)
     finally:
         os.close(gate_r)
+        os.close(stop_w)
     if status != 0:
         os.close(gate_w)
+        os.close(stop_r)
         raise _init_error(result.step, result.err)
     state = ChildState(result.pid, result.pidfd)
     REAPER.watch(state)
@@ -278,12 +283,12 @@ def _start_init(args: _InitArgs, rootless: bool) -> tuple[Child, int, int]:
         if rootless:
             _map_to_root(init.pid)
     except BaseException:
-        os.close(gate_w)
-        os.close(result.err_fd)
+        for fd in (gate_w, result.err_fd, stop_r):
+            os.close(fd)
         init.kill()
         init.wait()
         raise
-    return init, result.err_fd, gate_w
+    return init, result.err_fd, gate_w, stop_r
 
 
 def _map_to_root(pid: int) -> None:
@@ -326,45 +331,55 @@ def _init_error(step: int, err: int) -> StartError:
     return StartError(f"cannot set up the sandbox: {what}: {os.strerror(err)}")
 
 
-@contextmanager
-def _terminal_to(pgid: int) -> Iterator[None]:
-    """Make ``pgid`` (the init's group, CMD's) the terminal's foreground while CMD runs,
-    if ours is: Ctrl-C then reaches CMD straight, and CMD may read the terminal."""
-    try:
-        tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError:
-        yield
-        return
-    try:
-        ours = os.getpgrp()
+class _Terminal:
+    """The controlling terminal, lent to CMD's process group (the init's) while ours is in
+    front of it: Ctrl-C and Ctrl-Z then reach CMD straight, and CMD may read it."""
+
+    def __init__(self, pgid: int) -> None:
+        self.pgid = pgid
+        self.lent = False
         try:
-            handed = os.tcgetpgrp(tty) == ours
-            if handed:
-                os.tcsetpgrp(tty, pgid)
+            self.fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError:
-            handed = False
+            self.fd = -1  # no controlling terminal
+
+    def lend(self) -> None:
         try:
-            yield
+            if self.fd >= 0 and os.tcgetpgrp(self.fd) == os.getpgrp():
+                os.tcsetpgrp(self.fd, self.pgid)
+                self.lent = True
+        except OSError:
+            pass
+
+    def take_back(self) -> None:
+        if not self.lent:
+            return
+        self.lent = False
+        # From the background now: SIGTTOU would stop us unless blocked.
+        saved = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+        try:
+            os.tcsetpgrp(self.fd, os.getpgrp())
+        except OSError:
+            pass
         finally:
-            if handed:
-                # From the background now: SIGTTOU would stop us unless blocked.
-                saved = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
-                try:
-                    os.tcsetpgrp(tty, ours)
-                except OSError:
-                    pass
-                finally:
-                    signal.pthread_sigmask(signal.SIG_SETMASK, saved)
-    finally:
-        os.close(tty)
+            signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+
+    def close(self) -> None:
+        self.take_back()
+        if self.fd >= 0:
+            os.close(self.fd)
 
 
 @contextmanager
-def _relaying_to(init: Child) -> Iterator[Any]:
-    """Relay :data:`RELAYED` signals to ``init`` while the block runs; yields a function
-    that waits for ``init`` to exit and returns its status."""
+def _supervising(init: Child, stop_r: int) -> Iterator[Callable[[], int]]:
+    """Lend the terminal to CMD and relay :data:`RELAYED` signals to ``init`` while the
+    block runs; yields a function that waits for ``init`` to exit and returns its status.
 
-    def relay(signum: int, frame: object) -> None:
+    When CMD is stopped (Ctrl-Z), this process stops too, so that a shell sees its job
+    stopped; continued, it lends the terminal again and continues CMD.
+    """
+
+    def relay(signum: int, frame: object = None) -> None:
         pidfd = init.dup_pidfd()
         if pidfd is not None:
             try:
@@ -372,9 +387,11 @@ def _relaying_to(init: Child) -> Iterator[Any]:
             finally:
                 os.close(pidfd)
 
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    saved = {sig: signal.signal(sig, relay) for sig in RELAYED}
-    old_wakeup = signal.set_wakeup_fd(wake_w)
+    def stopped() -> None:
+        terminal.take_back()
+        os.kill(os.getpid(), signal.SIGTSTP)  # returns once a shell continues us
+        terminal.lend()
+        relay(signal.SIGCONT)
 
     def wait() -> int:
         # A signal taken by another thread only wakes this one through the wakeup fd.
@@ -382,18 +399,26 @@ def _relaying_to(init: Child) -> Iterator[Any]:
         if pidfd is not None:
             try:
                 poller = select.poll()
-                poller.register(pidfd, select.POLLIN)
-                poller.register(wake_r, select.POLLIN)
+                for fd in (pidfd, wake_r, stop_r):
+                    poller.register(fd, select.POLLIN)
                 while not any(fd == pidfd for fd, _ in poller.poll()):
                     while _drain(wake_r):
                         pass
+                    while _drain(stop_r):
+                        stopped()
             finally:
                 os.close(pidfd)
         return init.wait()
 
+    terminal = _Terminal(init.pid)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    saved = {sig: signal.signal(sig, relay) for sig in RELAYED}
+    old_wakeup = signal.set_wakeup_fd(wake_w)
     try:
+        terminal.lend()
         yield wait
     finally:
+        terminal.close()
         signal.set_wakeup_fd(old_wakeup)
         for sig, handler in saved.items():
             signal.signal(sig, handler)

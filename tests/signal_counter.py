@@ -12,7 +12,14 @@ def received(signum: int, frame: FrameType | None) -> None:
         sys.exit(0)
 
 
-for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGWINCH):
+for sig in (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGWINCH,
+    signal.SIGCONT,
+):
     signal.signal(sig, received)
 print("ready", flush=True)
 while True:

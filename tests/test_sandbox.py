@@ -5,11 +5,13 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import select
 import signal
 import socket
 import subprocess
 import sys
 import termios
+import time
 import uuid
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from pyslirp.sandbox import hosts_file, resolv_conf
 from helpers import (
     HELPER_NAMES,
     TESTS,
+    children,
     descendants,
     probe_helpers,
     processes,
@@ -202,6 +205,66 @@ def test_ctrl_c_at_a_terminal_reaches_cmd_once():
     finally:
         os.close(slave)
         os.close(master)
+
+
+class Terminal:
+    """An interactive bash on a pseudo-terminal, typed at as a person would."""
+
+    def __init__(self) -> None:
+        self.master, slave = pty.openpty()
+
+        def controlling_terminal() -> None:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.bash = subprocess.Popen(
+            ["bash", "--norc", "--noprofile", "-i"],
+            stdin=slave, stdout=slave, stderr=slave,
+            start_new_session=True, preexec_fn=controlling_terminal,
+            env={**os.environ, "PS1": "$ "},
+        )  # fmt: skip
+        os.close(slave)
+        self.seen = b""
+
+    def type(self, text: bytes) -> None:
+        os.write(self.master, text)
+
+    def expect(self, token: str, timeout: float = 30) -> None:
+        """Wait until ``token`` appears on the terminal after what was expected before."""
+        deadline = time.monotonic() + timeout
+        while token.encode() not in self.seen:
+            ready, _, _ = select.select([self.master], [], [], deadline - time.monotonic())
+            assert ready, f"{token!r} never came: {self.seen[-300:]!r}"
+            self.seen += os.read(self.master, 4096)
+        self.seen = self.seen[self.seen.index(token.encode()) + len(token) :]
+
+    def close(self) -> None:
+        self.bash.kill()
+        self.bash.wait()
+        os.close(self.master)
+
+
+def test_ctrl_z_stops_the_job_and_fg_continues_cmd_with_the_terminal():
+    terminal = Terminal()
+    try:
+        terminal.type(f"{sys.executable} -m pyslirp run -- {sys.executable} {COUNTER}\n".encode())
+        terminal.expect("ready")
+        terminal.type(b"\x1a")  # Ctrl-Z
+        terminal.expect("Stopped")  # the shell saw its job stop and has the terminal back
+        terminal.type(b"fg\n")
+        terminal.expect("SIGCONT")  # CMD continues once it has the terminal again
+        terminal.type(b"\x03")
+        terminal.expect("SIGINT")
+        terminal.type(b"\x1a")
+        terminal.expect("Stopped")
+        terminal.type(b"fg\n")
+        terminal.expect("SIGCONT")
+        (run,) = children(terminal.bash.pid)
+        os.kill(run, signal.SIGTERM)
+        terminal.expect("SIGTERM")
+        terminal.type(b"echo status=$?.\n")
+        terminal.expect("status=0.")
+    finally:
+        terminal.close()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGWINCH])
