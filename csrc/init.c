@@ -10,8 +10,9 @@
  *      /etc/resolv.conf and /etc/hosts, a /proc of the new PID namespace and a /sys of
  *      the new network namespace; then reports "prepared": slirp4netns may start;
  *   3. waits until the network is up (and IPv6 usable), forks CMD and execs it;
- *   4. as init: forwards the signals the parent relays, reaps every child, and exits with
- *      CMD's status the moment CMD exits, which kills what is left in the namespace.
+ *   4. as init: forwards the signals the parent relays, reaps every child, tells the
+ *      parent when CMD stops (Ctrl-Z), and exits with CMD's status the moment CMD exits,
+ *      which kills what is left in the namespace.
  * Failures leave through a close-on-exec pipe as {step, errno} records.
  */
 #ifndef _GNU_SOURCE
@@ -68,7 +69,8 @@ struct record {
     int err;
 };
 
-/* The signals a terminal, a supervisor or `timeout` sends: forwarded to CMD. */
+/* What a terminal, a supervisor or `timeout` sends, and SIGCONT once the parent's job is
+ * continued after a Ctrl-Z: forwarded to CMD when the parent relays them. */
 static const int forwarded[] = {SIGINT,  SIGTERM,  SIGHUP,   SIGQUIT,
                                 SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
 

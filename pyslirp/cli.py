@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except SlirpError as exc:
         print(f"pyslirp: {exc}", file=sys.stderr)
-        return getattr(exc, "status", ERROR_STATUS)
+        return getattr(exc, "status", ERROR_STATUS)  # a CommandError's is podman's 126/127
     except KeyboardInterrupt:  # before CMD runs; after, SIGINT is CMD's to handle
         return 128 + signal.SIGINT
 
@@ -47,10 +47,11 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="run a command in a new network namespace with slirp4netns networking",
-        description="Run CMD in a new network namespace with slirp4netns networking and "
-        "published ports. Exits with CMD's status (128+N if a signal N ended it), or 125 "
-        "for an error of pyslirp's own.",
+        help="run a command in a sandbox of its own with slirp4netns networking",
+        description="Run CMD in new network, PID and mount namespaces (and a user namespace "
+        "when rootless) with slirp4netns networking and published ports; a small init is its "
+        "PID 1. Exits with CMD's status (128+N if a signal N ended it), 125 for an error of "
+        "pyslirp's own, 126 if CMD cannot be executed, 127 if it is not found.",
         epilog=RUN_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
