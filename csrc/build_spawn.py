@@ -1,5 +1,5 @@
-"""cffi build script for pyslirp's private C module ``pyslirp._spawn``: the spawner and
-the init of ``pyslirp run``."""
+"""cffi build script for pyslirp's private C module ``pyslirp._spawn``: the spawner,
+its reaper, and the init of ``pyslirp run``."""
 
 from cffi import FFI
 
@@ -22,36 +22,72 @@ ffibuilder.cdef(
     #define PYSLIRP_STEP_CLONE ...
     #define PYSLIRP_STEP_PIPE ...
     #define PYSLIRP_STEP_NEW_NAMESPACES ...
+    #define PYSLIRP_STEP_REAPER ...
+    #define PYSLIRP_STEP_STACK ...
+    #define PYSLIRP_STEP_MEMFD ...
+    #define PYSLIRP_MAX_EXTRA_PIDFDS ...
+    #define PYSLIRP_DEVNULL ...
     #define CLONE_NEWNET ...
     #define CLONE_NEWUSER ...
 
     struct pyslirp_spawn_args {
-        const char *const *paths;
-        int npaths;
+        const char *path;
         char *const *argv;
         char *const *envp;
         const int *fd_src;
         const int *fd_dst;
         int nfds;
+        int ready_fd;
+        int exit_fd;
+        int log_fds;
+        int capture_stdout;
+        const char *stdin_data;
+        size_t stdin_len;
         int setpgid;
         int new_namespaces;
         int pdeathsig;
         int private_mounts;
+        int umask;
         int netns_fd;
         int userns_fd;
-        int fd_limit;
+        const char *netns_path;
+        const char *userns_path;
+        const char *sysctl_netns;
+        const char *sysctl_path;
+        const char *sysctl_value;
     };
 
-    struct pyslirp_spawn_result {
+    struct pyslirp_slot {
         int pid;
+        int owner;
         int pidfd;
+        int status;
+        int exited;
+        int detached;
+        int leads_group;
+        int ready_fd;
+        int exit_fd;
+        int log_fd;
+        int out_fd;
+        int lock_fd;
+        int sysctl_fd;
+        int extra_pidfds[...];
         int step;
         int err;
+        ...;
     };
 
-    int pyslirp_spawn(const struct pyslirp_spawn_args *args,
-                      struct pyslirp_spawn_result *result);
-    int setns(int fd, int nstype);
+    struct pyslirp_slot *pyslirp_slot_new(void);
+    void pyslirp_slot_drop(struct pyslirp_slot *slot);
+    void pyslirp_slot_restore(struct pyslirp_slot *slot);
+    void pyslirp_slot_close(struct pyslirp_slot *slot, int *fd);
+    int pyslirp_slot_add_pidfd(struct pyslirp_slot *slot, int pid);
+    int pyslirp_slot_lock(struct pyslirp_slot *slot, const char *path);
+    int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot);
+    int pyslirp_reap(struct pyslirp_slot *slot);
+    int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
+    int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
+    int pyslirp_reaper_start(void);
 
     #define PYSLIRP_INIT_PREPARED ...
     #define PYSLIRP_INIT_STEP_SIGNALS ...
@@ -69,6 +105,7 @@ ffibuilder.cdef(
     #define PYSLIRP_INIT_STEP_EXEC ...
     #define PYSLIRP_INIT_STEP_CLONE ...
     #define PYSLIRP_INIT_STEP_PIPE ...
+    #define PYSLIRP_INIT_STEP_REAPER ...
     #define CLONE_NEWNS ...
     #define CLONE_NEWPID ...
 
@@ -88,16 +125,7 @@ ffibuilder.cdef(
         int fd_limit;
     };
 
-    struct pyslirp_init_result {
-        int pid;
-        int pidfd;
-        int err_fd;
-        int step;
-        int err;
-    };
-
-    int pyslirp_init_start(const struct pyslirp_init_args *args,
-                           struct pyslirp_init_result *result);
+    int pyslirp_init_start(const struct pyslirp_init_args *args, struct pyslirp_slot *slot);
     int pyslirp_init_relay(int pidfd, int sig);
     """
 )
@@ -112,7 +140,7 @@ ffibuilder.set_source(
     #include "spawn.h"
     #include "init.h"
     """,
-    sources=["csrc/spawn.c", "csrc/init.c"],
+    sources=["csrc/spawn.c", "csrc/reaper.c", "csrc/netns.c", "csrc/init.c"],
     include_dirs=["csrc"],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -397,23 +397,29 @@ static void __attribute__((noreturn)) init_main(const struct pyslirp_init_args *
     }
 }
 
-int pyslirp_init_start(const struct pyslirp_init_args *args, struct pyslirp_init_result *result)
+static int fail_parent(struct pyslirp_slot *slot, int step, int err)
+{
+    slot->step = step;
+    slot->err = err;
+    return -1;
+}
+
+int pyslirp_init_start(const struct pyslirp_init_args *args, struct pyslirp_slot *slot)
 {
     sigset_t all, saved_mask;
-    int errpipe[2], pidfd = -1, clone_errno = 0;
+    int errpipe[2], pidfd = -1, err;
     int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
     pid_t pid;
 
-    result->pid = -1;
-    result->pidfd = -1;
-    result->err_fd = -1;
-    result->step = PYSLIRP_INIT_PREPARED;
-    result->err = 0;
-    if (pipe2(errpipe, O_CLOEXEC) != 0) {
-        result->step = PYSLIRP_INIT_STEP_PIPE;
-        result->err = errno;
-        return -1;
-    }
+    slot->step = PYSLIRP_INIT_PREPARED;
+    slot->err = 0;
+    if (slot->pid != 0)
+        return fail_parent(slot, PYSLIRP_INIT_STEP_CLONE, EBUSY);
+    /* What must exist for the child to be owned is made before it exists. */
+    if ((err = pyslirp_reaper_start()) != 0)
+        return fail_parent(slot, PYSLIRP_INIT_STEP_REAPER, err);
+    if (pipe2(errpipe, O_CLOEXEC) != 0)
+        return fail_parent(slot, PYSLIRP_INIT_STEP_PIPE, errno);
     /* No parent handler may run in the child before it resets them. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved_mask);
@@ -426,21 +432,28 @@ int pyslirp_init_start(const struct pyslirp_init_args *args, struct pyslirp_init
         close(errpipe[0]);
         init_main(args, errpipe[1]);
     }
-    if (pid < 0)
-        clone_errno = errno;
+    err = pid < 0 ? errno : 0;
     if (dumpable == 0)
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
     close(errpipe[1]);
     if (pid < 0) {
         close(errpipe[0]);
-        result->step = PYSLIRP_INIT_STEP_CLONE;
-        result->err = clone_errno;
-        return -1;
+        return fail_parent(slot, PYSLIRP_INIT_STEP_CLONE, err);
     }
-    result->pid = pid;
-    result->pidfd = pidfd;
-    result->err_fd = errpipe[0];
+    /* The child runs: the slot owns it and the read end of its error pipe. */
+    slot->pid = pid;
+    slot->pidfd = pidfd;
+    slot->owner = getpid();
+    slot->ready_fd = errpipe[0];
+    if ((err = pyslirp_watch(slot)) != 0) {
+        /* Without the reaper nobody would collect it: it must not run unowned. */
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        slot->exited = 1;
+        return fail_parent(slot, PYSLIRP_INIT_STEP_REAPER, err);
+    }
     return 0;
 }
 

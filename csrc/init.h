@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "spawn.h"
+
 /* What the init child reports on its error pipe: {step, errno} records. */
 #define PYSLIRP_INIT_PREPARED 0  /* namespaces and view ready for slirp4netns (errno 0) */
 #define PYSLIRP_INIT_STEP_SIGNALS 1
@@ -21,6 +23,7 @@
 #define PYSLIRP_INIT_STEP_EXEC 13
 #define PYSLIRP_INIT_STEP_CLONE 14
 #define PYSLIRP_INIT_STEP_PIPE 15
+#define PYSLIRP_INIT_STEP_REAPER 16
 
 struct pyslirp_init_args {
     int clone_flags;          /* CLONE_NEW* for the init child (CLONE_NEWPID among them) */
@@ -40,16 +43,10 @@ struct pyslirp_init_args {
     int fd_limit;             /* highest fd + 1 to scan where close_range is missing */
 };
 
-struct pyslirp_init_result {
-    int pid;
-    int pidfd;
-    int err_fd;  /* read end of the error pipe: records, then EOF once CMD runs */
-    int step;    /* PYSLIRP_INIT_PREPARED on success */
-    int err;
-};
-
-/* Clone the init child; it runs in C until it exits with CMD's status (128+N: signal N). */
-int pyslirp_init_start(const struct pyslirp_init_args *args, struct pyslirp_init_result *result);
+/* Clone the init child into ``slot`` (its ready_fd: the error pipe's read end, which gives
+ * {step, errno} records, then EOF once CMD runs); 0, or -1 with slot->step/err set. The
+ * child runs in C until it exits with CMD's status (128+N: signal N). */
+int pyslirp_init_start(const struct pyslirp_init_args *args, struct pyslirp_slot *slot);
 
 /* Relay ``sig`` to the init child, which forwards to CMD only signals relayed this way. */
 int pyslirp_init_relay(int pidfd, int sig);

@@ -11,8 +11,12 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,20 +30,25 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
 
 #define CHILD_STACK_SIZE (64 * 1024)
+#define MADE_FDS 5 /* ready, exit, stdin, stdout, stderr */
 
 extern char **environ;
 
 struct child_context {
     const struct pyslirp_spawn_args *args;
+    const int *fd_src; /* the caller's fds and the ones made for the child, by target */
+    const int *fd_dst;
+    int nfds;
     int errfd;
+    int fd_limit;
     pid_t parent_pid;
 };
 
@@ -59,10 +68,10 @@ static void __attribute__((noreturn)) fail(int errfd, int step, int err)
     _exit(127);
 }
 
-static int is_target(const struct pyslirp_spawn_args *a, int fd)
+static int is_target(const struct child_context *c, int fd)
 {
-    for (int i = 0; i < a->nfds; i++)
-        if (a->fd_dst[i] == fd)
+    for (int i = 0; i < c->nfds; i++)
+        if (c->fd_dst[i] == fd)
             return 1;
     return 0;
 }
@@ -90,8 +99,9 @@ static int child_main(void *arg)
     const struct child_context *ctx = arg;
     const struct pyslirp_spawn_args *a = ctx->args;
     int errfd = ctx->errfd;
-    int top = a->nfds ? a->fd_dst[a->nfds - 1] : 2;
-    int src[a->nfds > 0 ? a->nfds : 1];
+    int nfds = ctx->nfds;
+    int top = nfds ? ctx->fd_dst[nfds - 1] : 2;
+    int src[nfds > 0 ? nfds : 1];
     static const struct sigaction default_action = {.sa_handler = SIG_DFL};
     sigset_t empty;
 
@@ -130,6 +140,8 @@ static int child_main(void *arg)
         if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
             fail(errfd, PYSLIRP_STEP_PRIVATE_MOUNTS, errno);
     }
+    if (a->umask >= 0)
+        umask((mode_t)a->umask);
     if (a->pdeathsig) {
         if (prctl(PR_SET_PDEATHSIG, a->pdeathsig, 0, 0, 0) != 0)
             fail(errfd, PYSLIRP_STEP_PDEATHSIG, errno);
@@ -140,22 +152,22 @@ static int child_main(void *arg)
     }
 
     /* Pass 1: move every source a dup2 could clobber above all targets. */
-    for (int i = 0; i < a->nfds; i++) {
-        src[i] = a->fd_src[i];
-        if (src[i] != a->fd_dst[i] && src[i] <= top) {
+    for (int i = 0; i < nfds; i++) {
+        src[i] = ctx->fd_src[i];
+        if (src[i] != ctx->fd_dst[i] && src[i] <= top) {
             src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, top + 1);
             if (src[i] < 0)
                 fail(errfd, PYSLIRP_STEP_FDS, errno);
         }
     }
     /* Pass 2: put each in place; an fd already in place only loses close-on-exec. */
-    for (int i = 0; i < a->nfds; i++) {
-        if (src[i] == a->fd_dst[i]) {
+    for (int i = 0; i < nfds; i++) {
+        if (src[i] == ctx->fd_dst[i]) {
             int flags = fcntl(src[i], F_GETFD);
 
             if (flags < 0 || fcntl(src[i], F_SETFD, flags & ~FD_CLOEXEC) != 0)
                 fail(errfd, PYSLIRP_STEP_FDS, errno);
-        } else if (dup2(src[i], a->fd_dst[i]) < 0) {
+        } else if (dup2(src[i], ctx->fd_dst[i]) < 0) {
             fail(errfd, PYSLIRP_STEP_FDS, errno);
         }
     }
@@ -163,77 +175,247 @@ static int child_main(void *arg)
     /* Only 0-2 and the targets survive exec: close the gaps, mark the rest close-on-exec
      * (the error pipe must stay open until execve succeeds). */
     for (int fd = 3, gap = 3; fd <= top + 1; fd++) {
-        if (fd <= top && !is_target(a, fd))
+        if (fd <= top && !is_target(ctx, fd))
             continue;
-        if (close_fds(gap, fd - 1, a->fd_limit, 0) != 0)
+        if (close_fds(gap, fd - 1, ctx->fd_limit, 0) != 0)
             fail(errfd, PYSLIRP_STEP_CLOSE_FDS, errno);
         gap = fd + 1;
     }
-    if (close_fds(top + 1, ~0U >> 1, a->fd_limit, CLOSE_RANGE_CLOEXEC) != 0)
+    if (close_fds(top + 1, ~0U >> 1, ctx->fd_limit, CLOSE_RANGE_CLOEXEC) != 0)
         fail(errfd, PYSLIRP_STEP_CLOSE_FDS, errno);
 
     sigemptyset(&empty);
     if (sigprocmask(SIG_SETMASK, &empty, NULL) != 0)
         fail(errfd, PYSLIRP_STEP_SIGMASK, errno);
 
-    /* Like execvp: report the first error other than "not there", else the last one. */
-    int saved = 0;
-    for (int i = 0; i < a->npaths; i++) {
-        execve(a->paths[i], a->argv, a->envp ? a->envp : environ);
-        if (errno != ENOENT && errno != ENOTDIR && saved == 0)
-            saved = errno;
-    }
-    fail(errfd, PYSLIRP_STEP_EXEC, saved ? saved : errno);
+    execve(a->path, a->argv, a->envp ? a->envp : environ);
+    fail(errfd, PYSLIRP_STEP_EXEC, errno);
 }
 
-int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_spawn_result *result)
+/* The child's stack: one mmap'd region per spawning thread, kept for its next spawn and
+ * unmapped when the thread exits, so the child's stack never depends on the caller's. */
+static pthread_key_t stack_key;
+static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
+static int stack_key_err;
+
+static void unmap_stack(void *stack) { munmap(stack, CHILD_STACK_SIZE); }
+static void make_stack_key(void) { stack_key_err = pthread_key_create(&stack_key, unmap_stack); }
+
+static void *thread_stack(void)
 {
-    /* The child runs on this buffer while CLONE_VFORK keeps this frame alive. */
-    char stack[CHILD_STACK_SIZE] __attribute__((aligned(16)));
-    void *stack_top = stack + sizeof stack;
-    struct child_context ctx = {.args = args, .parent_pid = getpid()};
+    void *stack;
+
+    pthread_once(&stack_once, make_stack_key);
+    if (stack_key_err != 0) {
+        errno = stack_key_err;
+        return NULL;
+    }
+    stack = pthread_getspecific(stack_key);
+    if (stack != NULL)
+        return stack;
+    stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED)
+        return NULL;
+    if ((errno = pthread_setspecific(stack_key, stack)) != 0) {
+        munmap(stack, CHILD_STACK_SIZE);
+        return NULL;
+    }
+    return stack;
+}
+
+/* The fds a spawn makes: the parent keeps one end in the slot, the child gets the other;
+ * the rest are closed once the child runs. */
+struct made_fds {
+    int ready[2], exit[2], stdin_fd, devnull, netns, userns;
+};
+
+/* Close what was made (the slot's memfds too, unless slot is NULL). */
+static void close_made(struct made_fds *m, struct pyslirp_slot *slot)
+{
+    int none = -1;
+    int *fds[] = {&m->ready[0], &m->ready[1], &m->exit[0], &m->exit[1], &m->stdin_fd,
+                  &m->devnull, &m->netns, &m->userns,
+                  slot ? &slot->log_fd : &none, slot ? &slot->out_fd : &none};
+
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (*fds[i] >= 0) {
+            close(*fds[i]);
+            *fds[i] = -1;
+        }
+}
+
+static int fail_parent(struct pyslirp_slot *slot, int step, int err)
+{
+    slot->step = step;
+    slot->err = err;
+    return -1;
+}
+
+static int memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+/* Make the pipes and memfds the args ask for; 0 or the failed step (errno set). */
+static int make_fds(const struct pyslirp_spawn_args *a, struct made_fds *m,
+                    struct pyslirp_slot *slot)
+{
+    for (int i = 0; i < a->nfds; i++)
+        if (a->fd_src[i] == PYSLIRP_DEVNULL && m->devnull < 0 &&
+            (m->devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+            return PYSLIRP_STEP_FDS;
+    if (a->userns_path && (m->userns = open(a->userns_path, O_RDONLY | O_CLOEXEC)) < 0)
+        return PYSLIRP_STEP_SETNS_USER;
+    if (a->netns_path && (m->netns = open(a->netns_path, O_RDONLY | O_CLOEXEC)) < 0)
+        return PYSLIRP_STEP_SETNS_NET;
+    if (a->ready_fd >= 0 && pipe2(m->ready, O_CLOEXEC) != 0)
+        return PYSLIRP_STEP_PIPE;
+    if (a->exit_fd >= 0 && pipe2(m->exit, O_CLOEXEC) != 0)
+        return PYSLIRP_STEP_PIPE;
+    if (a->log_fds && (slot->log_fd = memfd("pyslirp-log")) < 0)
+        return PYSLIRP_STEP_MEMFD;
+    if (a->capture_stdout && (slot->out_fd = memfd("pyslirp-stdout")) < 0)
+        return PYSLIRP_STEP_MEMFD;
+    if (a->stdin_data != NULL) {
+        size_t done = 0;
+
+        if ((m->stdin_fd = memfd("pyslirp-stdin")) < 0)
+            return PYSLIRP_STEP_MEMFD;
+        while (done < a->stdin_len) {
+            ssize_t n = write(m->stdin_fd, a->stdin_data + done, a->stdin_len - done);
+
+            if (n < 0 && errno != EINTR)
+                return PYSLIRP_STEP_MEMFD;
+            done += n > 0 ? (size_t)n : 0;
+        }
+        if (lseek(m->stdin_fd, 0, SEEK_SET) != 0)
+            return PYSLIRP_STEP_MEMFD;
+    }
+    return PYSLIRP_STEP_NONE;
+}
+
+/* Open the sysctl the args name in their namespace and set it for the child's start,
+ * keeping the old value in the slot. Best effort: without it the child still starts
+ * (and reports a namespace it cannot use better than we could). */
+static void hold_sysctl(const struct pyslirp_spawn_args *a, struct pyslirp_slot *slot)
+{
+    ssize_t n;
+    int fd;
+
+    if (a->sysctl_path == NULL)
+        return;
+    fd = pyslirp_open_in_netns(a->sysctl_netns, a->sysctl_path, O_RDWR);
+    if (fd < 0)
+        return;
+    n = pread(fd, slot->sysctl_old, sizeof slot->sysctl_old - 1, 0);
+    slot->sysctl_old[n > 0 ? n : 0] = '\0';
+    while (n > 0 && slot->sysctl_old[n - 1] == '\n')
+        slot->sysctl_old[--n] = '\0';
+    if (strcmp(slot->sysctl_old, a->sysctl_value) == 0) {
+        close(fd); /* already so: nothing to put back */
+        return;
+    }
+    if (pwrite(fd, a->sysctl_value, strlen(a->sysctl_value), 0) < 0) {
+        close(fd);
+        return;
+    }
+    slot->sysctl_fd = fd;
+}
+
+/* Insert (src -> dst) into the mapping kept sorted by dst; -1 if dst is taken. */
+static int map_fd(int *src, int *dst, int *n, int from, int to)
+{
+    int i = *n;
+
+    while (i > 0 && dst[i - 1] > to) {
+        src[i] = src[i - 1];
+        dst[i] = dst[i - 1];
+        i--;
+    }
+    if (i > 0 && dst[i - 1] == to)
+        return -1;
+    src[i] = from;
+    dst[i] = to;
+    (*n)++;
+    return 0;
+}
+
+int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot)
+{
+    static int fd_limit;
+    struct made_fds m = {{-1, -1}, {-1, -1}, -1, -1, -1, -1};
+    struct pyslirp_spawn_args a = *args; /* with the fds opened here filled in */
+    int fd_src[args->nfds + MADE_FDS], fd_dst[args->nfds + MADE_FDS], nfds = 0;
+    struct child_context ctx = {.args = args, .fd_src = fd_src, .fd_dst = fd_dst,
+                                .parent_pid = getpid()};
     struct error_record record;
     sigset_t all, saved_mask;
-    int pipefd[2], pidfd = -1, clone_errno = 0;
+    int pipefd[2], pidfd = -1, step, err;
+    void *stack;
     pid_t pid;
     ssize_t n;
 
-    result->pid = -1;
-    result->pidfd = -1;
-    result->step = PYSLIRP_STEP_NONE;
-    result->err = 0;
+    slot->step = PYSLIRP_STEP_NONE;
+    slot->err = 0;
+    if (slot->pid != 0)
+        return fail_parent(slot, PYSLIRP_STEP_CLONE, EBUSY);
+    /* What must exist for the child to be owned is made before it exists. */
+    if ((err = pyslirp_reaper_start()) != 0)
+        return fail_parent(slot, PYSLIRP_STEP_REAPER, err);
+    if ((stack = thread_stack()) == NULL)
+        return fail_parent(slot, PYSLIRP_STEP_STACK, errno);
+    if (fd_limit == 0)
+        fd_limit = (int)sysconf(_SC_OPEN_MAX);
+    ctx.fd_limit = fd_limit;
+
+    if ((step = make_fds(args, &m, slot)) != PYSLIRP_STEP_NONE) {
+        err = errno;
+        close_made(&m, slot);
+        return fail_parent(slot, step, err);
+    }
+    hold_sysctl(args, slot);
+    if (m.netns >= 0)
+        a.netns_fd = m.netns;
+    if (m.userns >= 0)
+        a.userns_fd = m.userns;
+    ctx.args = &a;
+    for (int i = 0; i < args->nfds; i++) {
+        int src = args->fd_src[i] == PYSLIRP_DEVNULL ? m.devnull : args->fd_src[i];
+
+        map_fd(fd_src, fd_dst, &nfds, src, args->fd_dst[i]);
+    }
+    if ((args->ready_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.ready[1], args->ready_fd)) ||
+        (args->exit_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.exit[0], args->exit_fd)) ||
+        (m.stdin_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.stdin_fd, 0)) ||
+        (args->capture_stdout && map_fd(fd_src, fd_dst, &nfds, slot->out_fd, 1)) ||
+        ((args->log_fds & 1) && map_fd(fd_src, fd_dst, &nfds, slot->log_fd, 1)) ||
+        ((args->log_fds & 2) && map_fd(fd_src, fd_dst, &nfds, slot->log_fd, 2))) {
+        close_made(&m, slot);
+        pyslirp_slot_restore(slot);
+        return fail_parent(slot, PYSLIRP_STEP_FDS, EINVAL);
+    }
+    ctx.nfds = nfds;
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
-        result->step = PYSLIRP_STEP_PIPE;
-        result->err = errno;
-        return -1;
+        err = errno;
+        close_made(&m, slot);
+        pyslirp_slot_restore(slot);
+        return fail_parent(slot, PYSLIRP_STEP_PIPE, err);
     }
     ctx.errfd = pipefd[1];
 
     /* No parent handler may run on the child's stack before it resets them. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved_mask);
-    pid = clone(child_main, stack_top, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &ctx,
-                &pidfd);
-    if (pid < 0 && errno == EINVAL) {
-        pidfd = -1;
-        pid = clone(child_main, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &ctx);
-    }
-    if (pid < 0 && (errno == EINVAL || errno == ENOSYS))
-        pid = clone(child_main, stack_top, SIGCHLD, &ctx);
+    pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE,
+                CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &ctx, &pidfd);
     /* A vfork child shares errno with this thread: read it only when no child ran. */
-    if (pid < 0)
-        clone_errno = errno;
+    err = pid < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
     close(pipefd[1]);
-
     if (pid < 0) {
         close(pipefd[0]);
-        result->step = PYSLIRP_STEP_CLONE;
-        result->err = clone_errno;
-        return -1;
+        close_made(&m, slot);
+        pyslirp_slot_restore(slot);
+        return fail_parent(slot, PYSLIRP_STEP_CLONE, err);
     }
-    if (pidfd < 0)
-        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 
     do
         n = read(pipefd[0], &record, sizeof record);
@@ -248,13 +430,28 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_spawn_re
         }
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
-        if (pidfd >= 0)
-            close(pidfd);
-        result->step = record.step;
-        result->err = record.err;
-        return -1;
+        close(pidfd);
+        close_made(&m, slot);
+        pyslirp_slot_restore(slot);
+        return fail_parent(slot, record.step, record.err);
     }
-    result->pid = pid;
-    result->pidfd = pidfd;
+
+    /* The child runs: the slot owns it, and the parent's ends of what was made for it. */
+    slot->pid = pid;
+    slot->pidfd = pidfd;
+    slot->owner = ctx.parent_pid;
+    slot->leads_group = args->setpgid;
+    slot->ready_fd = m.ready[0];
+    slot->exit_fd = m.exit[1];
+    m.ready[0] = m.exit[1] = -1;
+    close_made(&m, NULL); /* the child's ends */
+    if ((err = pyslirp_watch(slot)) != 0) {
+        /* Without the reaper nobody would collect it: it must not run unowned. */
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        slot->exited = 1;
+        return fail_parent(slot, PYSLIRP_STEP_REAPER, err);
+    }
     return 0;
 }

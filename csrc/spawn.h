@@ -1,8 +1,18 @@
-/* pyslirp's process spawner: clone(CLONE_VM|CLONE_VFORK) + exec with exact process state. */
+/*
+ * pyslirp's C surface: a child slot owned by its caller, the spawn call that fills it, and
+ * the reaper thread that collects exit statuses through pidfds.
+ *
+ * Ownership by construction: the caller allocates a slot *before* spawning; the spawn call
+ * writes the pid, the pidfd and every fd it makes for the child into the slot before it
+ * returns, so no Python bytecode runs between a clone and its owner. A slot dropped by its
+ * owner kills a child it still owns and leaves the exit status to the reaper.
+ */
 #ifndef PYSLIRP_SPAWN_H
 #define PYSLIRP_SPAWN_H
 
-/* The step of the child's set-up that failed, reported with its errno. */
+#include <sys/types.h>
+
+/* The step of the child's set-up (or of the parent's preparation) that failed. */
 #define PYSLIRP_STEP_NONE 0
 #define PYSLIRP_STEP_SIGNALS 1
 #define PYSLIRP_STEP_SETPGID 2
@@ -18,32 +28,99 @@
 #define PYSLIRP_STEP_CLONE 12
 #define PYSLIRP_STEP_PIPE 13
 #define PYSLIRP_STEP_NEW_NAMESPACES 14
+#define PYSLIRP_STEP_REAPER 15
+#define PYSLIRP_STEP_STACK 16
+#define PYSLIRP_STEP_MEMFD 17
+
+/* Child fd numbers are at most this; the slot holds at most this many extra pidfds. */
+#define PYSLIRP_MAX_EXTRA_PIDFDS 4
 
 struct pyslirp_spawn_args {
-    const char *const *paths; /* executables to try in order, as execvp would */
-    int npaths;
+    const char *path;         /* the executable */
     char *const *argv;
     char *const *envp;        /* NULL: the parent's environ */
-    const int *fd_src;        /* parent fds ...                        */
+    const int *fd_src;        /* parent fds (PYSLIRP_DEVNULL: /dev/null) ... */
     const int *fd_dst;        /* ... onto these child fds, sorted, unique */
     int nfds;
+    int ready_fd;             /* child fd of a new ready pipe's write end, or -1 */
+    int exit_fd;              /* child fd of a new exit pipe's read end, or -1 */
+    int log_fds;              /* bit 0: stdout, bit 1: stderr go to a new log memfd */
+    int capture_stdout;       /* stdout goes to a new memfd of its own (slot->out_fd) */
+    const char *stdin_data;   /* stdin reads these bytes from a memfd, or NULL */
+    size_t stdin_len;
     int setpgid;
     int new_namespaces;       /* CLONE_NEWUSER and/or CLONE_NEWNET to unshare, or 0 */
     int pdeathsig;            /* 0: none */
     int private_mounts;
-    int netns_fd;             /* -1: stay */
-    int userns_fd;            /* -1: stay */
-    int fd_limit;             /* highest fd + 1 to scan where close_range is missing */
+    int umask;                /* -1: inherit */
+    int netns_fd;             /* -1: stay (or netns_path) */
+    int userns_fd;            /* -1: stay (or userns_path) */
+    const char *netns_path;   /* a namespace to join by path, opened here, or NULL */
+    const char *userns_path;
+    /* A sysctl of ``sysctl_netns`` to hold at ``sysctl_value`` while the child starts:
+     * opened (best effort) before the clone, restored by pyslirp_slot_restore. */
+    const char *sysctl_netns;
+    const char *sysctl_path;
+    const char *sysctl_value;
 };
 
-struct pyslirp_spawn_result {
-    int pid;
-    int pidfd;  /* -1 where the kernel has no pidfds */
-    int step;   /* PYSLIRP_STEP_NONE on success */
-    int err;    /* errno of the failed step */
+#define PYSLIRP_DEVNULL (-2)
+
+/* One child and what was made for it; allocated by pyslirp_slot_new, owned by the caller. */
+struct pyslirp_slot {
+    pid_t pid;        /* 0 until spawned */
+    pid_t owner;      /* the process that spawned it; elsewhere the slot only closes fds */
+    int pidfd;        /* -1 until spawned; closed when the slot is freed */
+    int status;       /* wait status, valid once exited */
+    int exited;       /* 1 once reaped */
+    int detached;     /* 1: dropping the slot does not kill the child */
+    int leads_group;  /* the child leads a process group of its own */
+    int ready_fd;     /* read end of the ready pipe, or -1 */
+    int exit_fd;      /* write end of the exit pipe, or -1 */
+    int log_fd;       /* the child's log memfd, or -1 */
+    int out_fd;       /* the child's captured stdout, or -1 */
+    int lock_fd;      /* a lock file the owner holds, or -1 */
+    int sysctl_fd;    /* the sysctl held for the child's start, or -1 */
+    char sysctl_old[16]; /* its value before, written back on restore */
+    int extra_pidfds[PYSLIRP_MAX_EXTRA_PIDFDS]; /* processes the child started, or -1 */
+    int step;         /* PYSLIRP_STEP_NONE, or the step a failed spawn stopped at */
+    int err;          /* errno of that step */
+    int refs;         /* the owner's reference and, while it watches, the reaper's */
+    int watched;      /* 1 + its index in the reaper's table while watched, else 0 */
 };
 
-/* Start a child; on failure it has been reaped and nothing it used is left open. */
-int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_spawn_result *result);
+struct pyslirp_slot *pyslirp_slot_new(void);
+/* The owner lets go: a live child it still owns is killed; fds are closed; the reaper
+ * reaps what is left and frees the slot when it is done with it. */
+void pyslirp_slot_drop(struct pyslirp_slot *slot);
+/* Put the held sysctl back and close it (a no-op without one). */
+void pyslirp_slot_restore(struct pyslirp_slot *slot);
+/* Close one of the slot's fds (by its address in the slot) and mark it -1; the pidfd
+ * only once the child has been reaped. */
+void pyslirp_slot_close(struct pyslirp_slot *slot, int *fd);
+/* Open ``pid``'s pidfd into the first free extra slot; -1 with errno on failure. */
+int pyslirp_slot_add_pidfd(struct pyslirp_slot *slot, pid_t pid);
+/* Open (creating) and flock ``path`` exclusively without blocking into slot->lock_fd.
+ * Returns 0, or an errno (EWOULDBLOCK: someone else holds it). */
+int pyslirp_slot_lock(struct pyslirp_slot *slot, const char *path);
+
+/* Start a child into ``slot``; 0, or -1 with slot->step/err set and nothing left open. */
+int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot);
+
+/* Collect the child's status if it has exited; 1 once it has. */
+int pyslirp_reap(struct pyslirp_slot *slot);
+/* Wait up to timeout_ms (-1: for ever) for the child to exit, then reap it: 1 if it has,
+ * 0 if not, -1 with errno (EINTR: a signal came; ECHILD: not this process's child). */
+int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
+/* Send ``sig`` to the child (and its process group, when ``group``) unless it was reaped. */
+int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
+/* Hand a freshly spawned child to the reaper; 0 or an errno (used by pyslirp_spawn). */
+int pyslirp_watch(struct pyslirp_slot *slot);
+/* Open ``path`` (with ``flags``) as the network namespace ``netns`` sees it, from the
+ * calling thread, which is back in its own namespace on return; the fd or -errno. */
+int pyslirp_open_in_netns(const char *netns, const char *path, int flags);
+
+/* Start this process's reaper thread if it is not running; 0 or an errno. */
+int pyslirp_reaper_start(void);
 
 #endif

@@ -5,12 +5,12 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 from .addresses import (
-    BINARY_NAME,
     get_dns,
     get_gateway,
     get_ip,
     get_rootless_port_child_ip,
 )
+from .argv import BINARY_NAME
 from .config import Config
 from .errors import (
     BinaryNotFound,
@@ -24,11 +24,12 @@ from .errors import (
     SubnetError,
 )
 from .features import Features, probe_features
+from .helper import Helper
 from .netstatus import NetAddress, NetInterface, StatusBlock
-from .options import NetworkOptions, parse_options
+from .options import NetworkOptions, SetupOptions, parse_options
 from .ports import PortMapping, parse_publish
-from .rootlessport import RootlessPort, setup_rootless_port_mapping_via_rlk
-from .slirp4netns import SetupOptions, SetupResult, setup
+from .rootlessport import setup_rootless_port_mapping_via_rlk
+from .slirp4netns import SetupResult, setup
 from .spawn import DEVNULL, Child, spawn
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Features",
+    "Helper",
     "IPv4Address",
     "IPv4Network",
     "NetAddress",
@@ -49,7 +51,6 @@ __all__ = [
     "PortMapping",
     "PortMappingError",
     "ReadyTimeout",
-    "RootlessPort",
     "SetupOptions",
     "SetupResult",
     "SlirpError",

@@ -10,7 +10,6 @@ from typing import Any
 from .errors import SubnetError
 from .netstatus import StatusBlock
 
-BINARY_NAME = "slirp4netns"
 DEFAULT_SUBNET = IPv4Network("10.0.2.0/24")
 
 _IP_OFFSET = 100

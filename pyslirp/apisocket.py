@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import time
 from typing import Any
 
 from .errors import PortForwardError
+from .helper import start_error
 
 MAX_REPLY = 64 * 1024
 
@@ -33,6 +35,8 @@ def request(path: str, execute: str, arguments: dict[str, Any], deadline: float)
                     raise PortForwardError(f"slirp4netns replied with over {MAX_REPLY} bytes")
                 sock.settimeout(max(deadline - time.monotonic(), 0.001))
     except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise start_error(f"cannot talk to slirp4netns API socket {path}", exc) from exc
         raise PortForwardError(f"cannot talk to slirp4netns API socket {path}: {exc}") from exc
     try:
         decoded = json.loads(reply)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .errors import OptionError
-from .features import Features
-from .options import NetworkOptions
 
-READY_FD = 3
-EXIT_FD = 4
+if TYPE_CHECKING:
+    from .features import Features
+    from .options import NetworkOptions
+
+BINARY_NAME = "slirp4netns"
+READY_FD = 3  # slirp4netns writes "1" here once the interface is configured
+EXIT_FD = 4  # slirp4netns exits at EOF here
 TAP_NAME = "tap0"
 _TAKES_VALUE = ("-r", "-e", "--api-socket")
 

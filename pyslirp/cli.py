@@ -136,7 +136,8 @@ def _info(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from .addresses import BINARY_NAME, DEFAULT_SUBNET, get_dns, get_gateway, get_ip
+    from .addresses import DEFAULT_SUBNET, get_dns, get_gateway, get_ip
+    from .argv import BINARY_NAME
     from .config import Config
     from .features import probe_features
     from .options import parse_options
@@ -146,7 +147,7 @@ def _info(args: argparse.Namespace) -> int:
     options = parse_options(config.network_cmd_options, args.option)
     slirp4netns = config.find_network_cmd()
     try:
-        rootlessport: str | None = config.find_helper_binary(ROOTLESSPORT, False)
+        rootlessport: str | None = config.find_helper_binary(ROOTLESSPORT)
     except SlirpError:
         rootlessport = None
     subnet = options.cidr or DEFAULT_SUBNET

@@ -9,9 +9,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .addresses import BINARY_NAME
+from .argv import BINARY_NAME
 from .errors import BinaryNotFound, ConfigError
 from .gostrconv import go_quote
+from .lookpath import is_executable, look_path
 
 SYSTEM_CONFIG = "/usr/share/containers/containers.conf"
 OVERRIDE_CONFIG = "/etc/containers/containers.conf"
@@ -162,7 +163,7 @@ class Config:
             values.update(_read_engine(path))
         return cls(**values, loaded_files=tuple(files))
 
-    def find_helper_binary(self, name: str, search_path: bool) -> str:
+    def find_helper_binary(self, name: str, *, search_path: bool = False) -> str:
         """Find ``name`` in ``$CONTAINERS_HELPER_BINARY_DIR``, the helper dirs, then $PATH.
 
         ``$BINDIR`` at the start of a helper dir means the running program's directory.
@@ -177,7 +178,7 @@ class Config:
         path = os.environ.get("PATH", "") if search_path else None
         key = (name, tuple(dirs), path, sys.argv[0] if sys.argv else "")
         found = _found.get(key)
-        if found is not None and _is_executable(found):
+        if found is not None and is_executable(found):
             return found
         found = _search(name, dirs, search_path)
         if found is not None:
@@ -206,7 +207,7 @@ class Config:
                 )
             return found
         try:
-            return self.find_helper_binary(BINARY_NAME, True)
+            return self.find_helper_binary(BINARY_NAME, search_path=True)
         except BinaryNotFound as exc:
             raise BinaryNotFound(
                 f"could not find slirp4netns, the network namespace can't be configured: {exc}"
@@ -231,8 +232,10 @@ def _read_engine(path: str) -> dict[str, Any]:
             document = tomllib.load(file)
     except OSError as exc:
         raise ConfigError(f"reading config {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"decode configuration {path}: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"decode configuration {path}: nested too deeply") from None
     engine = document.get("engine", {})
     if not isinstance(engine, dict):
         raise ConfigError(f"decode configuration {path}: [engine] must be a table")
@@ -263,7 +266,7 @@ def _search(name: str, dirs: list[str], search_path: bool) -> str | None:
         if expanded is None:
             continue
         candidate = os.path.abspath(os.path.join(expanded, name))
-        if _is_executable(candidate):
+        if is_executable(candidate):
             return candidate
     return look_path(name) if search_path else None
 
@@ -277,22 +280,3 @@ def _expand_bindir(directory: str) -> str | None:
         return None
     bindir = os.path.dirname(os.path.realpath(program))
     return bindir + directory[len(BINDIR_PREFIX) :]
-
-
-def look_path(name: str) -> str | None:
-    """Go's exec.LookPath: ``name`` itself when it has a slash, else the first executable
-    ``name`` in $PATH, never one relative to the cwd; None if there is none.
-
-    pyslirp's one PATH rule: for helpers named by a bare name and for ``run``'s CMD.
-    """
-    if os.sep in name:
-        return name if _is_executable(name) else None
-    for directory in os.environ.get("PATH", "").split(os.pathsep):
-        candidate = os.path.join(directory, name)
-        if os.path.isabs(directory) and _is_executable(candidate):
-            return candidate
-    return None
-
-
-def _is_executable(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)

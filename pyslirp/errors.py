@@ -28,7 +28,13 @@ class BinaryNotFound(SlirpError, FileNotFoundError):
 
 
 class StartError(SlirpError):
-    """A helper process failed before it became ready."""
+    """A helper process failed before it became ready.
+
+    ``log`` holds what the helper wrote to its log (the last 64 KiB), when it has one;
+    the message quotes only its last lines.
+    """
+
+    log: str = ""
 
 
 class ReadyTimeout(StartError, TimeoutError):

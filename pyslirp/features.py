@@ -59,6 +59,16 @@ _key_locks: dict[_Key, threading.Lock] = {}
 _probes = 0
 
 
+def _new_locks_after_fork() -> None:
+    # A lock another thread held at fork stays held for ever in the child.
+    global _lock, _key_locks
+    _lock = threading.Lock()
+    _key_locks = {}
+
+
+os.register_at_fork(after_in_child=_new_locks_after_fork)
+
+
 def probe_count() -> int:
     """How many times ``--help`` has been run in this process (cache misses)."""
     return _probes

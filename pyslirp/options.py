@@ -1,16 +1,24 @@
-"""slirp4netns network options (config ones, then per-call extras), parsed as podman does."""
+"""slirp4netns network options (config ones, then per-call extras), parsed as podman does,
+and :class:`SetupOptions`, everything a setup needs, validated when made."""
 
 from __future__ import annotations
 
+import math
+import signal
 import socket
-from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, IPv6Address
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from .addresses import parse_subnet
-from .errors import OptionError, SubnetError
+from .config import Config
+from .errors import OptionError, PortMappingError, SubnetError
 from .gostrconv import go_atoi, go_quote
+from .ports import PortMapping
+
+if TYPE_CHECKING:
+    from .spawn import FdLike
 
 PortHandler = Literal["rootlesskit", "slirp4netns"]
 PORT_HANDLERS: tuple[PortHandler, ...] = get_args(PortHandler)
@@ -128,12 +136,12 @@ def _check_mtu(mtu: int, text: str) -> int:
 
 
 def _interface_exists(name: str) -> bool:
-    """Whether ``name`` is an interface of the current network namespace."""
-    try:
-        socket.if_nametoindex(name)
-    except (OSError, ValueError):
-        return False
-    return True
+    """Whether ``name`` is the name of an interface of the current network namespace.
+
+    As Go's ``net.InterfaceByName``, which lists the links: an altname does not count
+    (``if_nametoindex`` would resolve one).
+    """
+    return any(known == name for _, known in socket.if_nameindex())
 
 
 def _check_outbound_addr(value: str) -> str:
@@ -158,3 +166,134 @@ def _check_outbound_addr6(value: str) -> str:
     if (address is None or address.ipv4_mapped is not None) and not _interface_exists(value):
         raise OptionError(f"invalid outbound_addr6: {go_quote(value)}")
     return value
+
+
+READY_TIMEOUT_MAX = 24 * 3600.0  # seconds; poll() takes at most ~24.8 days in ms
+PORT_HANDLER_PROTOCOLS = ("tcp", "udp")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetupOptions:
+    """What :func:`~pyslirp.setup` needs; the fields of Go's ``SetupOptions`` in snake_case.
+
+    ``netns`` is the path of the network namespace (Go's ``--netns-type=path``). The exit
+    pipes are read ends owned by the caller: closing the write end stops the helper, and
+    the helper then outlives this process if the caller's write end does. Without them,
+    pyslirp owns an exit pipe per helper, so the helpers stop when this process dies.
+    ``userns_path`` is the user namespace owning ``netns`` when the caller is outside it.
+    ``ready_timeout`` bounds the whole setup, ports included.
+
+    Every field is checked when the options are made (:class:`~pyslirp.OptionError`,
+    :class:`~pyslirp.PortMappingError`), the network options parsed (:attr:`network`).
+    """
+
+    config: Config = field(default_factory=Config)
+    container_id: str
+    netns: str
+    ports: Sequence[PortMapping] = ()
+    extra_options: Sequence[str] = ()
+    slirp4netns_exit_pipe_r: FdLike | None = None
+    rootless_port_exit_pipe_r: FdLike | None = None
+    pdeathsig: int = 0
+    ready_timeout: float = 10.0
+    userns_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, Config):
+            raise OptionError(f"invalid config {self.config!r}: not a pyslirp.Config")
+        _check_container_id(self.container_id)
+        _check_path("netns", self.netns)
+        _check_path("tmp_dir", self.config.tmp_dir)
+        if self.config.network_cmd_path is not None:
+            _check_path("network_cmd_path", self.config.network_cmd_path)
+        if self.userns_path is not None:
+            _check_path("userns_path", self.userns_path)
+        object.__setattr__(self, "ports", _check_ports(self.ports))
+        object.__setattr__(self, "extra_options", _check_strings(self.extra_options))
+        for name in ("slirp4netns_exit_pipe_r", "rootless_port_exit_pipe_r"):
+            _check_fd(name, getattr(self, name))
+        if (
+            not isinstance(self.pdeathsig, int)
+            or isinstance(self.pdeathsig, bool)
+            or not 0 <= self.pdeathsig < signal.NSIG
+        ):
+            raise OptionError(f"invalid pdeathsig {self.pdeathsig!r}: not 0 or a signal number")
+        _check_ready_timeout(self.ready_timeout)
+        network = parse_options(self.config.network_cmd_options, self.extra_options)
+        object.__setattr__(self, "_network", network)
+
+    @property
+    def network(self) -> NetworkOptions:
+        """The network options: the config's ``network_cmd_options``, then ``extra_options``."""
+        network: NetworkOptions = self.__dict__["_network"]
+        return network
+
+
+def _check_container_id(value: object) -> None:
+    if not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "\0" in value:
+        raise OptionError(f"invalid container id {value!r}")
+
+
+def _check_path(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise OptionError(f"invalid {name} {value!r}: must be a non-empty string")
+    if "\0" in value:
+        raise OptionError(f"invalid {name} {value!r}: contains a NUL byte")
+
+
+def _check_ports(ports: object) -> tuple[PortMapping, ...]:
+    if isinstance(ports, (str, bytes)) or not isinstance(ports, Iterable):
+        raise PortMappingError(f"invalid ports {ports!r}: must be a sequence of PortMapping")
+    checked = tuple(ports)
+    for mapping in checked:
+        if not isinstance(mapping, PortMapping):
+            raise PortMappingError(f"invalid port mapping {mapping!r}: not a PortMapping")
+        for protocol in mapping.protocols:
+            if protocol not in PORT_HANDLER_PROTOCOLS:
+                raise PortMappingError(
+                    f"cannot publish {go_quote(protocol)} ports (protocol "
+                    f"{go_quote(mapping.protocol)}): rootlessport and slirp4netns forward "
+                    "only tcp and udp"
+                )
+    return checked
+
+
+def _check_strings(items: object) -> tuple[str, ...]:
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise OptionError(f"invalid extra_options {items!r}: must be a sequence of strings")
+    checked = tuple(items)
+    for item in checked:
+        if not isinstance(item, str):
+            raise OptionError(f"invalid option {item!r}: not a string")
+    return checked
+
+
+def _check_fd(name: str, value: object) -> None:
+    if value is None:
+        return
+    fd = value if isinstance(value, int) else getattr(value, "fileno", None)
+    if callable(fd):
+        try:
+            fd = fd()
+        except (OSError, ValueError) as exc:
+            raise OptionError(f"invalid {name} {value!r}: {exc}") from exc
+    if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
+        raise OptionError(f"invalid {name} {value!r}: not an fd or a file")
+
+
+def _check_ready_timeout(value: object) -> None:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not 0 < value <= READY_TIMEOUT_MAX
+    ):
+        raise OptionError(
+            f"invalid ready_timeout {value!r}: must be seconds, more than 0 and at most "
+            f"{READY_TIMEOUT_MAX:g}"
+        )
+
+
+def fd_of(value: FdLike) -> int:
+    """The fd number of an fd or of an object with ``fileno()``."""
+    return value if isinstance(value, int) else value.fileno()

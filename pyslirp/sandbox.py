@@ -18,20 +18,20 @@ import select
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from typing import Any
 
 from ._spawn import ffi, lib
 from .addresses import DEFAULT_SUBNET, get_dns, get_gateway
-from .config import Config, look_path
+from .config import Config
 from .errors import OptionError, SlirpError, StartError
 from .gostrconv import go_quote
-from .options import NetworkOptions, parse_options
+from .lookpath import is_executable, look_path
+from .options import NetworkOptions, SetupOptions, parse_options
 from .ports import PortMapping
-from .reaper import REAPER, ChildState
-from .slirp4netns import SetupOptions, SetupResult, setup
+from .slirp4netns import SetupResult, setup
 from .spawn import Child
 
 __all__ = ["CommandError", "RunOptions", "hosts_file", "resolv_conf", "run"]
@@ -141,7 +141,8 @@ def run(opts: RunOptions) -> int:
     path = _find_command(opts.command[0])
     options = parse_options(opts.config.network_cmd_options, opts.extra_options)
     args = _InitArgs(path, opts, options, deadline)
-    init, err_r, gate_w, stop_r = _start_init(args, opts.rootless)
+    init, gate_w, stop_r = _start_init(args, opts.rootless)
+    err_r = init.fd("ready_fd")
     network: SetupResult | None = None
     try:
         os.write(gate_w, b"m")  # the id maps are written
@@ -167,35 +168,43 @@ def run(opts: RunOptions) -> int:
         init.wait()
         raise
     finally:
-        for fd in (gate_w, err_r, stop_r):
-            os.close(fd)
+        os.close(gate_w)
+        os.close(stop_r)
+        init.close_fd("ready_fd")
         if network is not None:
             _stop(network)
     return returncode if returncode >= 0 else 128 - returncode
 
 
 def _stop(network: SetupResult) -> None:
-    """Stop the helpers without waiting on the kernel: rootlessport stops gracefully (it
-    removes its state directory), slirp4netns gets SIGKILL and is reaped whenever it has
-    torn its tap device down, by the reaper or with this process."""
+    """Stop the helpers without waiting on the kernel where nothing is left to clean:
+    rootlessport stops gracefully (it removes its state directory); slirp4netns, unless
+    it has an API socket to remove, gets SIGKILL and is let go, its tap device left to
+    the kernel to tear down (~15 ms that ``run``'s exit need not wait for)."""
     try:
         if network.rootlessport is not None:
             network.rootlessport.close()
     finally:
-        network.child.kill()
-        if network.api_socket is not None:
-            with suppress(FileNotFoundError):
-                os.unlink(network.api_socket)
+        if network.api_socket is None:
+            network.child.send_signal(signal.SIGKILL, group=True)
+            network.detach()
+        else:
+            network.close()
 
 
 def _find_command(name: str) -> str:
-    """CMD's executable by pyslirp's one PATH rule; podman's statuses when it fails."""
-    path = look_path(name)
-    if path is not None:
-        return os.path.abspath(path)
-    if os.sep in name and os.path.exists(name):
+    """CMD's executable by pyslirp's one PATH rule (a name with a slash is that file);
+    podman's statuses when it fails."""
+    if os.sep not in name:
+        path = look_path(name)
+        if path is None:
+            raise CommandError(f"exec: {go_quote(name)}: executable file not found in $PATH", 127)
+        return path
+    if not os.path.exists(name):
+        raise CommandError(f"exec: {go_quote(name)}: no such file or directory", 127)
+    if not is_executable(name):
         raise CommandError(f"exec: {go_quote(name)}: permission denied", 126)
-    raise CommandError(f"exec: {go_quote(name)}: executable file not found in $PATH", 127)
+    return os.path.abspath(name)
 
 
 class _InitArgs:
@@ -257,38 +266,36 @@ def _generated(path: str, make: Callable[[str], str]) -> bytes | None:
     return make(host).encode("utf-8", "surrogateescape")
 
 
-def _start_init(args: _InitArgs, rootless: bool) -> tuple[Child, int, int, int]:
-    """Clone the init child; return it, its error pipe, the gate (write end) and the
-    pipe on which it says CMD stopped."""
+def _start_init(args: _InitArgs, rootless: bool) -> tuple[Child, int, int]:
+    """Clone the init child; return its handle (its ``ready_fd``: the error pipe), the
+    gate (write end) and the pipe on which it says CMD stopped."""
+    init = Child(["pyslirp-init"])
     gate_r, gate_w = os.pipe()
     stop_r, stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     args.c.gate_fd = gate_r
     args.c.stop_fd = stop_w
     flags = lib.CLONE_NEWNET | lib.CLONE_NEWPID | lib.CLONE_NEWNS
     args.c.clone_flags = flags | (lib.CLONE_NEWUSER if rootless else 0)
-    result = ffi.new("struct pyslirp_init_result *")
     try:
-        status = lib.pyslirp_init_start(args.c, result)
+        # The slot the C call fills, as pyslirp_spawn fills a spawned child's.
+        status = lib.pyslirp_init_start(args.c, init._slot)
     finally:
         os.close(gate_r)
         os.close(stop_w)
     if status != 0:
         os.close(gate_w)
         os.close(stop_r)
-        raise _init_error(result.step, result.err)
-    state = ChildState(result.pid, result.pidfd)
-    REAPER.watch(state)
-    init = Child(["pyslirp-init"], state)
+        raise _init_error(init._slot.step, init._slot.err)
     try:
         if rootless:
             _map_to_root(init.pid)
     except BaseException:
-        for fd in (gate_w, result.err_fd, stop_r):
-            os.close(fd)
+        os.close(gate_w)
+        os.close(stop_r)
         init.kill()
         init.wait()
         raise
-    return init, result.err_fd, gate_w, stop_r
+    return init, gate_w, stop_r
 
 
 def _map_to_root(pid: int) -> None:
@@ -380,12 +387,9 @@ def _supervising(init: Child, stop_r: int) -> Iterator[Callable[[], int]]:
     """
 
     def relay(signum: int, frame: object = None) -> None:
-        pidfd = init.dup_pidfd()
-        if pidfd is not None:
-            try:
-                lib.pyslirp_init_relay(pidfd, signum)
-            finally:
-                os.close(pidfd)
+        # The pidfd stays open until init.wait() returns, in this same thread.
+        if init.pidfd >= 0:
+            lib.pyslirp_init_relay(init.pidfd, signum)
 
     def stopped() -> None:
         terminal.take_back()
@@ -395,19 +399,14 @@ def _supervising(init: Child, stop_r: int) -> Iterator[Callable[[], int]]:
 
     def wait() -> int:
         # A signal taken by another thread only wakes this one through the wakeup fd.
-        pidfd = init.dup_pidfd()
-        if pidfd is not None:
-            try:
-                poller = select.poll()
-                for fd in (pidfd, wake_r, stop_r):
-                    poller.register(fd, select.POLLIN)
-                while not any(fd == pidfd for fd, _ in poller.poll()):
-                    while _drain(wake_r):
-                        pass
-                    while _drain(stop_r):
-                        stopped()
-            finally:
-                os.close(pidfd)
+        poller = select.poll()
+        for fd in (init.pidfd, wake_r, stop_r):
+            poller.register(fd, select.POLLIN)
+        while not any(fd == init.pidfd for fd, _ in poller.poll()):
+            while _drain(wake_r):
+                pass
+            while _drain(stop_r):
+                stopped()
         return init.wait()
 
     terminal = _Terminal(init.pid)

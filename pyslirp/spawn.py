@@ -7,17 +7,19 @@ memory, and a failure comes back as an :class:`OSError` naming the step that fai
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import queue
-import select
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, Literal, Protocol, TypeAlias, TypeVar
 
 from ._spawn import ffi, lib
-from .reaper import REAPER, ChildState
+from .lookpath import look_path
 from .signals import block_in_this_thread
 
 __all__ = ["DEVNULL", "Child", "spawn"]
@@ -48,102 +50,124 @@ _STEPS = {
     lib.PYSLIRP_STEP_SIGMASK: "empty signal mask",
     lib.PYSLIRP_STEP_EXEC: "exec",
     lib.PYSLIRP_STEP_CLONE: "clone",
-    lib.PYSLIRP_STEP_PIPE: "error pipe",
+    lib.PYSLIRP_STEP_PIPE: "make pipes",
+    lib.PYSLIRP_STEP_REAPER: "start the reaper",
+    lib.PYSLIRP_STEP_STACK: "map the child's stack",
+    lib.PYSLIRP_STEP_MEMFD: "make memfds",
 }
-_FD_LIMIT = os.sysconf("SC_OPEN_MAX")
 
 
 class Child:
-    """A spawned process, signalled through its pidfd and reaped as soon as it exits."""
+    """A spawned process: signalled through its pidfd and reaped the moment it exits.
 
-    def __init__(
-        self, args: Sequence[str | bytes], state: ChildState, *, leads_group: bool = False
-    ) -> None:
+    The handle exists before the process does: it owns a C slot into which the spawn call
+    writes the pid, the pidfd and the parent's ends of the pipes and memfds it made, so
+    nothing can come between a clone and its owner. A handle dropped while it still owns
+    a live child kills it (see :meth:`detach`); the reaper collects the status either way.
+    """
+
+    def __init__(self, args: Sequence[str | bytes]) -> None:
         self.args = list(args)
-        self.pid = state.pid
-        self.leads_group = leads_group
-        self._state = state
+        slot = lib.pyslirp_slot_new()
+        if slot == ffi.NULL:
+            raise MemoryError("cannot allocate a child slot")
+        self._slot = ffi.gc(slot, lib.pyslirp_slot_drop)
+
+    @property
+    def pid(self) -> int:
+        """The child's pid (0 before it was spawned)."""
+        return int(self._slot.pid)
 
     @property
     def pidfd(self) -> int:
-        """The child's pidfd, or -1 once it has been reaped."""
-        return self._state.pidfd
+        """The child's pidfd (readable once it exits); -1 once :meth:`wait` returned."""
+        return int(self._slot.pidfd)
 
-    def dup_pidfd(self) -> int | None:
-        """A close-on-exec copy of the pidfd, or None once the child has been reaped.
-
-        The reaper closes :attr:`pidfd` the moment the child exits; a copy stays valid
-        (and readable) until the caller closes it, so it can be polled without a race.
-        """
-        with self._state.lock:
-            if self._state.pidfd < 0:
-                return None
-            return os.dup(self._state.pidfd)
+    @property
+    def owned_here(self) -> bool:
+        """Whether this process spawned the child (False in a forked child process)."""
+        return bool(self._slot.owner == os.getpid())
 
     @property
     def returncode(self) -> int | None:
         """Exit status, ``-N`` if killed by signal N, None while running."""
-        return self._state.returncode
+        if not self._slot.exited:
+            return None
+        return _decode_status(self._slot.status)
+
+    def fd(self, name: SlotFd) -> int:
+        """The parent's end of what the spawn made (``ready_fd``, ``exit_fd``, ``log_fd``,
+        ``out_fd``) or the file :meth:`lock` holds (``lock_fd``); -1 if none or closed."""
+        return int(getattr(self._slot, name))
+
+    def close_fd(self, name: SlotFd) -> None:
+        """Close one of the fds the spawn made for this child; the pidfd only once the
+        child has been reaped (it has nothing more to tell then)."""
+        lib.pyslirp_slot_close(self._slot, ffi.addressof(self._slot, name))
+
+    def track(self, pid: int) -> None:
+        """Hold a pidfd of ``pid``, a process the child started, for :meth:`wait_tracked`.
+
+        Raises :class:`ProcessLookupError` if it is gone.
+        """
+        if lib.pyslirp_slot_add_pidfd(self._slot, pid) < 0:
+            raise OSError(ffi.errno, os.strerror(ffi.errno))
+
+    def tracked_pidfds(self) -> list[int]:
+        """The pidfds :meth:`track` holds."""
+        return [fd for fd in self._slot.extra_pidfds if fd >= 0]
+
+    def restore(self) -> None:
+        """Put back the sysctl ``hold_sysctl`` set for the child's start."""
+        lib.pyslirp_slot_restore(self._slot)
+
+    def close_tracked(self) -> None:
+        """Close the pidfds :meth:`track` holds."""
+        for index in range(lib.PYSLIRP_MAX_EXTRA_PIDFDS):
+            lib.pyslirp_slot_close(self._slot, self._slot.extra_pidfds + index)
+
+    def lock(self, path: str) -> None:
+        """Take an exclusive lock on the file ``path`` (created if missing) for as long as
+        this handle lives; BlockingIOError if someone else holds it."""
+        err = lib.pyslirp_slot_lock(self._slot, os.fsencode(path))
+        if err:
+            raise OSError(err, os.strerror(err), path)
+
+    def detach(self) -> None:
+        """Give up ownership: dropping the handle no longer kills the child."""
+        self._slot.detached = 1
 
     def poll(self) -> int | None:
         """Return the exit status if the child has exited, else None."""
-        self._state.reap()
-        return self._state.returncode
+        lib.pyslirp_reap(self._slot)
+        return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the child to exit and return its status.
 
         Raises :class:`subprocess.TimeoutExpired` when ``timeout`` seconds pass first.
         """
-        state = self._state
-        if state.returncode is None:
-            # Reaped here, in the waiting thread: no hand-off, no reaper wake-up.
-            REAPER.unwatch(state)
-            try:
-                self._reap_when_exited(timeout)
-            finally:
-                REAPER.watch(state)  # a no-op once reaped; else (timeout) back to it
-        returncode = state.returncode
-        assert returncode is not None
-        return returncode
-
-    def _reap_when_exited(self, timeout: float | None) -> None:
-        pidfd = self.dup_pidfd()
-        if pidfd is None:
-            return  # another waiter reaped it
-        try:
-            poller = select.poll()
-            poller.register(pidfd, select.POLLIN)
-            if not poller.poll(None if timeout is None else timeout * 1000):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = -1 if deadline is None else max(0, deadline - time.monotonic())
+            ms = -1 if deadline is None else math.ceil(remaining * 1000)
+            done = lib.pyslirp_wait(self._slot, ms)
+            if done == 1:
+                self.close_fd("pidfd")
+                returncode = self.returncode
+                assert returncode is not None
+                return returncode
+            if done < 0 and ffi.errno != errno.EINTR:
+                raise OSError(ffi.errno, os.strerror(ffi.errno))
+            if done == 0 and deadline is not None and time.monotonic() >= deadline:
                 raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
-        finally:
-            os.close(pidfd)
-        self._state.reap()
 
-    def send_signal(self, sig: int) -> None:
-        """Send ``sig`` to the child; nothing happens if it has already exited."""
-        with self._state.lock:
-            if self._state.returncode is not None:
-                return
-            try:
-                signal.pidfd_send_signal(self._state.pidfd, sig)
-            except ProcessLookupError:
-                pass
-
-    def signal_group(self, sig: int) -> None:
-        """Send ``sig`` to the child's process group (it leads one when spawned with
-        ``setpgid``), so the processes it forked get it too; nothing happens if the
-        child has exited or leads no group.
-
-        Only while the child is unreaped: its pid, the group's id, cannot be reused then.
-        """
-        with self._state.lock:
-            if self._state.returncode is not None or not self.leads_group:
-                return
-            try:
-                os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                pass
+    def send_signal(self, sig: int, *, group: bool = False) -> None:
+        """Send ``sig`` to the child, and to its process group with ``group``; nothing
+        happens once it has exited (its pid cannot have been reused before)."""
+        err = lib.pyslirp_signal(self._slot, sig, int(group))
+        if err:
+            raise OSError(err, os.strerror(err))
 
     def terminate(self) -> None:
         """Send SIGTERM."""
@@ -160,13 +184,12 @@ class Child:
         while its own forked child is blocked (slirp4netns's, in ``open()`` of a FIFO
         netns path) would otherwise leave that child running, orphaned.
         """
-        self.terminate()  # the child itself too: it may have left its group
-        self.signal_group(signal.SIGTERM)
+        group = bool(self._slot.leads_group)
+        self.send_signal(signal.SIGTERM, group=group)
         try:
             return self.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
-            self.signal_group(signal.SIGKILL)
+            self.send_signal(signal.SIGKILL, group=group)
             return self.wait()
 
     def __enter__(self) -> Child:
@@ -177,6 +200,13 @@ class Child:
 
     def __repr__(self) -> str:
         return f"<Child pid={self.pid} returncode={self.returncode} args={self.args!r}>"
+
+
+SlotFd = Literal["ready_fd", "exit_fd", "log_fd", "out_fd", "lock_fd", "pidfd"]
+
+
+def _decode_status(status: int) -> int:
+    return os.waitstatus_to_exitcode(status)
 
 
 class _LongLivedThread:
@@ -205,7 +235,10 @@ class _LongLivedThread:
         box: list[T] = []
         done = threading.Event()
         self._queue.put((fn, box, done))
-        done.wait()
+        try:
+            done.wait()
+        finally:
+            done.wait()  # interrupted or not, what fn makes is the caller's to own
         if isinstance(box[0], BaseException):
             raise box[0]
         return box[0]
@@ -250,17 +283,18 @@ def _arg_bytes(name: str, value: object) -> bytes:
     return data
 
 
-def _candidates(executable: bytes, env: Mapping[str, str] | None) -> list[bytes]:
-    """The paths exec will try, in order, as execvp would search them."""
-    if b"/" in executable:
-        return [executable]
-    return [os.path.join(os.fsencode(d), executable) for d in os.get_exec_path(env)]
-
-
 def _c_strings(items: Sequence[bytes], keep: list[Any]) -> Any:
     strings = [ffi.new("char[]", item) for item in items]
     keep.extend(strings)
     return ffi.new("char *[]", [*strings, ffi.NULL])
+
+
+def _child_fd(name: str, value: int | None) -> int:
+    if value is None:
+        return -1
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative child fd, not {value!r}")
+    return value
 
 
 def spawn(
@@ -279,6 +313,14 @@ def spawn(
     private_mounts: bool = False,
     netns: StrPath | int | None = None,
     userns: StrPath | int | None = None,
+    ready_fd: int | None = None,
+    exit_fd: int | None = None,
+    log: bool = False,
+    capture_stdout: bool = False,
+    input: bytes | None = None,
+    umask: int | None = None,
+    hold_sysctl: tuple[str, str, str] | None = None,
+    child: Child | None = None,
 ) -> Child:
     """Start ``argv`` with exactly the given fds, namespaces and signal state.
 
@@ -287,11 +329,23 @@ def spawn(
     fd, a file object or :data:`DEVNULL`. ``new_userns``/``new_netns`` give the child new
     namespaces of its own (the user namespace owning the network one; its id maps are the
     caller's to write). ``netns``/``userns`` are a path or an open fd of a namespace to
-    join (the user namespace first). ``private_mounts`` gives the child
-    its own mount namespace with ``/`` recursively private. ``pdeathsig`` is the signal
-    the child gets when this *process* dies (such children are cloned on a long-lived
-    thread, so the spawning thread may exit). Errors are :class:`OSError` subclasses with
-    a ``step`` attribute naming the set-up step that failed.
+    join (the user namespace first). ``private_mounts`` gives the child its own mount
+    namespace with ``/`` recursively private. ``pdeathsig`` is the signal the child gets
+    when this *process* dies (such children are cloned on a long-lived thread, so the
+    spawning thread may exit). ``umask`` is set in the child before exec.
+
+    Made in C for the child, their parent ends owned by the returned :class:`Child` from
+    the moment it exists (see :meth:`Child.fd`): ``ready_fd``, the child fd of a new
+    pipe's write end; ``exit_fd``, the child fd of a new pipe's read end (the child sees
+    EOF there when the handle closes it or this process dies); ``log``, stdout (unless
+    captured) and stderr into a memfd; ``capture_stdout``, stdout into a memfd of its own;
+    ``input``, bytes stdin reads from a memfd. ``hold_sysctl`` is (netns, sysctl path,
+    value): set there before the clone, best effort, until :meth:`Child.restore` (or the
+    handle's end) puts the old value back. Pass ``child`` (a new, unspawned
+    :class:`Child`) to own the process through a handle made beforehand.
+
+    A name without a slash is looked up with :func:`~pyslirp.lookpath.look_path`. Errors
+    are :class:`OSError` subclasses with a ``step`` attribute naming the step that failed.
     """
     if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence) or not argv:
         raise TypeError(f"argv must be a non-empty sequence of strings, not {argv!r}")
@@ -300,6 +354,11 @@ def spawn(
     envp = None if env is None else [_arg_bytes("env item", f"{k}={v}") for k, v in env.items()]
     if not isinstance(pdeathsig, int) or not 0 <= pdeathsig < signal.NSIG:
         raise ValueError(f"pdeathsig must be 0 or a signal number, not {pdeathsig!r}")
+    if umask is not None and (not isinstance(umask, int) or not 0 <= umask <= 0o777):
+        raise ValueError(f"umask must be 0 to 0o777, not {umask!r}")
+    if input is not None and not isinstance(input, bytes):
+        raise TypeError(f"input must be bytes, not {input!r}")
+    made = {"ready_fd": _child_fd("ready_fd", ready_fd), "exit_fd": _child_fd("exit_fd", exit_fd)}
 
     mapping: dict[int, FdLike] = {}
     for target, source in (fds or {}).items():
@@ -312,73 +371,91 @@ def spawn(
         if target in mapping:
             raise ValueError(f"child fd {target} is given twice (fds and a std stream)")
         mapping[target] = stream
+    claims = [*mapping, *(fd for fd in made.values() if fd >= 0)]
+    claims += [0] if input is not None else []
+    claims += [1] if capture_stdout or log else []
+    claims += [2] if log else []
+    if len(claims) != len(set(claims)):
+        raise ValueError(f"a child fd is given twice: {sorted(claims)}")
 
-    opened: list[int] = []
-    try:
-        targets = sorted(mapping)
-        sources = []
-        for target in targets:
-            source = mapping[target]
-            if source is DEVNULL:
-                opened.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
-                sources.append(opened[-1])
-            else:
-                sources.append(_fileno(f"parent fd for child fd {target}", source))
-        ns_fds = []
-        for name, ns in (("netns", netns), ("userns", userns)):
-            if ns is None or isinstance(ns, int):
-                ns_fds.append(-1 if ns is None else _fileno(name, ns))
-            else:
-                opened.append(os.open(_arg_bytes(name, ns), os.O_RDONLY | os.O_CLOEXEC))
-                ns_fds.append(opened[-1])
+    path = exe
+    if b"/" not in exe:
+        found = look_path(os.fsdecode(exe), env)
+        if found is None:
+            error = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fsdecode(exe))
+            raise _with_step(error, lib.PYSLIRP_STEP_EXEC)
+        path = os.fsencode(found)
 
-        # cdata arrays are freed with their Python objects: hold them all until the call.
-        keep: list[Any] = []
-        candidates = _candidates(exe, env)
-        paths = _c_strings(candidates, keep)
-        c_argv = _c_strings(args, keep)
-        c_envp = ffi.NULL if envp is None else _c_strings(envp, keep)
-        fd_src = ffi.new("int[]", sources)
-        fd_dst = ffi.new("int[]", targets)
-        c_args = ffi.new(
-            "struct pyslirp_spawn_args *",
-            {
-                "paths": paths,
-                "npaths": len(candidates),
-                "argv": c_argv,
-                "envp": c_envp,
-                "fd_src": fd_src,
-                "fd_dst": fd_dst,
-                "nfds": len(targets),
-                "setpgid": bool(setpgid),
-                "new_namespaces": (lib.CLONE_NEWUSER if new_userns else 0)
-                | (lib.CLONE_NEWNET if new_netns else 0),
-                "pdeathsig": pdeathsig,
-                "private_mounts": bool(private_mounts),
-                "netns_fd": ns_fds[0],
-                "userns_fd": ns_fds[1],
-                "fd_limit": _FD_LIMIT,
-            },
-        )
-        result = ffi.new("struct pyslirp_spawn_result *")
-        if pdeathsig:
-            status = _SPAWNER.call(lambda: lib.pyslirp_spawn(c_args, result))
+    if child is None:
+        child = Child([os.fsdecode(a) for a in args])
+    elif child.pid:
+        raise ValueError(f"{child!r} was spawned already")
+    targets = sorted(mapping)
+    sources = [
+        lib.PYSLIRP_DEVNULL
+        if mapping[target] is DEVNULL
+        else _fileno(f"parent fd for child fd {target}", mapping[target])
+        for target in targets
+    ]
+    ns_fds, ns_paths = [], []
+    for name, ns in (("netns", netns), ("userns", userns)):
+        if ns is None or isinstance(ns, int):
+            ns_fds.append(-1 if ns is None else _fileno(name, ns))
+            ns_paths.append(ffi.NULL)
         else:
-            status = lib.pyslirp_spawn(c_args, result)
-    finally:
-        for fd in opened:
-            os.close(fd)
+            ns_fds.append(-1)  # opened by the spawn call: nothing of ours to leak here
+            ns_paths.append(ffi.new("char[]", _arg_bytes(name, ns)))
+    if hold_sysctl is not None:
+        sysctl = [ffi.new("char[]", _arg_bytes("sysctl", item)) for item in hold_sysctl]
+    else:
+        sysctl = [ffi.NULL] * 3
 
+    # cdata arrays are freed with their Python objects: hold them all until the call.
+    keep: list[Any] = []
+    c_path = ffi.new("char[]", path)
+    c_argv = _c_strings(args, keep)
+    c_envp = ffi.NULL if envp is None else _c_strings(envp, keep)
+    c_input = ffi.new("char[]", input) if input is not None else ffi.NULL
+    fd_src = ffi.new("int[]", sources)
+    fd_dst = ffi.new("int[]", targets)
+    c_args = ffi.new(
+        "struct pyslirp_spawn_args *",
+        {
+            "path": c_path,
+            "argv": c_argv,
+            "envp": c_envp,
+            "fd_src": fd_src,
+            "fd_dst": fd_dst,
+            "nfds": len(targets),
+            "ready_fd": made["ready_fd"],
+            "exit_fd": made["exit_fd"],
+            "log_fds": (0 if not log else 2 if capture_stdout else 3),
+            "capture_stdout": bool(capture_stdout),
+            "stdin_data": c_input,
+            "stdin_len": len(input) if input is not None else 0,
+            "setpgid": bool(setpgid),
+            "new_namespaces": (lib.CLONE_NEWUSER if new_userns else 0)
+            | (lib.CLONE_NEWNET if new_netns else 0),
+            "pdeathsig": pdeathsig,
+            "private_mounts": bool(private_mounts),
+            "umask": -1 if umask is None else umask,
+            "netns_fd": ns_fds[0],
+            "userns_fd": ns_fds[1],
+            "netns_path": ns_paths[0],
+            "userns_path": ns_paths[1],
+            "sysctl_netns": sysctl[0],
+            "sysctl_path": sysctl[1],
+            "sysctl_value": sysctl[2],
+        },
+    )
+    slot = child._slot
+    if pdeathsig:
+        status = _SPAWNER.call(lambda: lib.pyslirp_spawn(c_args, slot))
+    else:
+        status = lib.pyslirp_spawn(c_args, slot)
     if status != 0:
-        raise _spawn_error(result.step, result.err, exe, netns, userns)
-    if result.pidfd < 0:
-        # Without a pidfd there is no race-free way to signal or reap it: refuse.
-        os.kill(result.pid, signal.SIGKILL)
-        os.waitpid(result.pid, 0)
-        raise OSError(0, "this kernel gives no pidfd (Linux >= 5.3 needed)")
-    state = ChildState(result.pid, result.pidfd)
-    REAPER.watch(state)
-    return Child([os.fsdecode(a) for a in args], state, leads_group=bool(setpgid))
+        raise _spawn_error(slot.step, slot.err, path, netns, userns)
+    return child
 
 
 def _spawn_error(step: int, err: int, exe: bytes, netns: object, userns: object) -> OSError:
@@ -394,6 +471,10 @@ def _spawn_error(step: int, err: int, exe: bytes, netns: object, userns: object)
         if filename is not None
         else OSError(err, os.strerror(err))
     )
+    return _with_step(error, step)
+
+
+def _with_step(error: OSError, step: int) -> OSError:
     step_name = _STEPS.get(step, f"step {step}")
     setattr(error, "step", step_name)  # noqa: B010 - OSError subclasses have no such slot
     error.add_note(f"pyslirp.spawn failed at: {step_name}")

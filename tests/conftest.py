@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 import pyslirp
 
-from helpers import open_fds, zombies
+from helpers import RUN_MARKER, open_fds, zombies
 
 
 @pytest.fixture
@@ -39,9 +42,20 @@ def netns(make_netns: Callable[[], str]) -> str:
 
 
 @pytest.fixture
-def config(tmp_path) -> pyslirp.Config:
+def short_tmp() -> Iterator[Path]:
+    """A fresh directory with a short path: rootlessport's sockets go below tmp_dir, and
+    a unix socket address holds 107 bytes (pytest's tmp_path is too deep for that)."""
+    path = Path(tempfile.mkdtemp(prefix="pyslirp-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def config(short_tmp: Path) -> pyslirp.Config:
     """podman's defaults, with a tmp_dir of the test's own (not yet created)."""
-    return pyslirp.Config(tmp_dir=str(tmp_path / "run"))
+    return pyslirp.Config(tmp_dir=str(short_tmp / "run"))
 
 
 @pytest.fixture
@@ -58,3 +72,5 @@ def hygiene() -> Iterator[None]:
 def pytest_configure(config: pytest.Config) -> None:
     if os.geteuid() != 0:
         raise pytest.UsageError("pyslirp's tests run as root (real namespaces, real helpers)")
+    # Every process this run starts inherits it: leftover checks see this run's only.
+    os.environ.setdefault(RUN_MARKER, uuid.uuid4().hex)

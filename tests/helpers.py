@@ -3,6 +3,7 @@ the ``pyslirp`` command, as root or as nobody."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import select
@@ -85,9 +86,26 @@ def mounted(path: str) -> bool:
         return any(line.split()[4] == path for line in f)
 
 
+RUN_MARKER = "PYSLIRP_TEST_RUN"  # set by conftest.py; every process the tests start has it
+
+
 def pids_of(name: str) -> set[int]:
-    """Live (not yet exited) processes whose command name is ``name``."""
-    return {pid for pid, comm, state, _ in processes() if comm == name and state != "Z"}
+    """Live processes of this test run whose command name is ``name``.
+
+    They are told apart by the run's marker in their environment, which every helper
+    inherits (orphaned or not); another test run's helpers have another one.
+    """
+    marker = f"{RUN_MARKER}={os.environ[RUN_MARKER]}".encode()
+    found = set()
+    for pid, comm, state, _ in processes():
+        if comm == name and state != "Z":
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if marker in environ:
+                found.add(pid)
+    return found
 
 
 def descendants(pid: int) -> dict[int, str]:
@@ -108,8 +126,20 @@ HELPER_NAMES = ("slirp4netns", "rootlessport", "exe")  # rootlessport-child re-e
 
 
 def helper_pids() -> set[int]:
-    """Live slirp4netns, rootlessport and rootlessport-child processes, anyone's."""
+    """Live slirp4netns, rootlessport and rootlessport-child processes of this session."""
     return {pid for name in HELPER_NAMES for pid in pids_of(name)}
+
+
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+
+def set_child_subreaper(on: bool) -> None:
+    """Make this process a child subreaper (or stop it being one): orphans of its
+    descendants are re-parented to it instead of to init."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def rss_kib() -> int:

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 import pyslirp
 from pyslirp.addresses import (
-    BINARY_NAME,
     DEFAULT_SUBNET,
     get_dns,
     get_gateway,
@@ -27,7 +26,7 @@ from pyslirp.netstatus import NetAddress, NetInterface, StatusBlock
 
 
 def test_binary_name_and_default_subnet() -> None:
-    assert BINARY_NAME == "slirp4netns"
+    assert pyslirp.BINARY_NAME == "slirp4netns"
     assert IPv4Network("10.0.2.0/24") == DEFAULT_SUBNET
 
 

@@ -234,7 +234,7 @@ def test_find_helper_binary_searches_dirs_in_order(tmp_path: Path) -> None:
     second = _helper(tmp_path / "b", "rootlessport")
     _helper(tmp_path / "c", "rootlessport")
     config = Config(helper_binaries_dir=tuple(str(tmp_path / d) for d in "abc"))
-    assert config.find_helper_binary("rootlessport", False) == second
+    assert config.find_helper_binary("rootlessport") == second
 
 
 def test_find_helper_binary_skips_non_executables(tmp_path: Path) -> None:
@@ -242,16 +242,16 @@ def test_find_helper_binary_skips_non_executables(tmp_path: Path) -> None:
     (tmp_path / "b" / "rootlessport").mkdir(parents=True)
     wanted = _helper(tmp_path / "c", "rootlessport")
     dirs = tuple(str(tmp_path / d) for d in "abc")
-    assert Config(helper_binaries_dir=dirs).find_helper_binary("rootlessport", False) == wanted
+    assert Config(helper_binaries_dir=dirs).find_helper_binary("rootlessport") == wanted
 
 
 def test_a_found_helper_is_remembered_until_it_is_gone(tmp_path: Path) -> None:
     first = _helper(tmp_path / "a", "rootlessport")
     config = Config(helper_binaries_dir=tuple(str(tmp_path / d) for d in "ab"))
-    assert config.find_helper_binary("rootlessport", False) == first
+    assert config.find_helper_binary("rootlessport") == first
     later = _helper(tmp_path / "b", "rootlessport")
     os.unlink(first)
-    assert config.find_helper_binary("rootlessport", False) == later
+    assert config.find_helper_binary("rootlessport") == later
 
 
 def test_containers_helper_binary_dir_comes_first(
@@ -261,7 +261,7 @@ def test_containers_helper_binary_dir_comes_first(
     override = _helper(tmp_path / "env", "rootlessport")
     monkeypatch.setenv("CONTAINERS_HELPER_BINARY_DIR", str(tmp_path / "env"))
     config = Config(helper_binaries_dir=(str(tmp_path / "configured"),))
-    assert config.find_helper_binary("rootlessport", False) == override
+    assert config.find_helper_binary("rootlessport") == override
 
 
 def test_bindir_is_the_running_programs_directory(
@@ -273,29 +273,29 @@ def test_bindir_is_the_running_programs_directory(
     helper = _helper(tmp_path / "bin" / "helpers", "rootlessport")
     monkeypatch.setattr(sys, "argv", [str(link)])
     config = Config(helper_binaries_dir=("$BINDIR/helpers",))
-    assert config.find_helper_binary("rootlessport", False) == helper
+    assert config.find_helper_binary("rootlessport") == helper
 
 
 def test_bindir_is_skipped_when_the_program_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["-c"])
     config = Config(helper_binaries_dir=("$BINDIR", "/usr/lib/podman"))
-    assert config.find_helper_binary("rootlessport", False) == "/usr/lib/podman/rootlessport"
+    assert config.find_helper_binary("rootlessport") == "/usr/lib/podman/rootlessport"
 
 
 def test_path_is_searched_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     found = _helper(tmp_path / "bin", "myhelper")
     monkeypatch.setenv("PATH", f"relative-dir:{tmp_path / 'bin'}")
     config = Config(helper_binaries_dir=(str(tmp_path / "none"),))
-    assert config.find_helper_binary("myhelper", True) == found
+    assert config.find_helper_binary("myhelper", search_path=True) == found
     with pytest.raises(BinaryNotFound) as info:
-        config.find_helper_binary("myhelper", False)
+        config.find_helper_binary("myhelper")
     assert str(info.value) == f'could not find "myhelper" in one of [{tmp_path / "none"}].  {HINT}'
 
 
 def test_not_found_with_no_dirs_has_gos_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "")
     with pytest.raises(BinaryNotFound) as info:
-        Config(helper_binaries_dir=()).find_helper_binary("rootlessport", True)
+        Config(helper_binaries_dir=()).find_helper_binary("rootlessport", search_path=True)
     assert str(info.value) == (
         'could not find "rootlessport" because there are no helper binary directories '
         f"configured or $PATH.  {HINT}"
@@ -321,7 +321,7 @@ def test_slirp4netns_is_found_in_path_on_debian() -> None:
 
 
 def test_rootlessport_is_found_in_debians_helper_dir() -> None:
-    assert Config().find_helper_binary("rootlessport", False) == "/usr/lib/podman/rootlessport"
+    assert Config().find_helper_binary("rootlessport") == "/usr/lib/podman/rootlessport"
 
 
 def test_missing_slirp4netns_says_the_namespace_cannot_be_configured(

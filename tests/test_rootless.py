@@ -23,9 +23,11 @@ NOBODY = 65534
 # Runs as root only long enough to import (the interpreter may live under a root-only
 # home), then drops to nobody for good before touching any namespace.
 SCRIPT = r"""
-import encodings.idna, json, os, socket, subprocess, sys  # idna: socket loads it lazily
+import ctypes, encodings.idna, json, os, socket, subprocess, sys  # idna: loaded lazily
 import pyslirp
-from pyslirp._spawn import lib
+
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+libc = ctypes.CDLL(None, use_errno=True)
 
 tmp_dir, port = sys.argv[1], int(sys.argv[2])
 os.setgroups([])
@@ -34,9 +36,9 @@ os.setresuid(65534, 65534, 65534)
 
 
 def serve(userns, netns, ready_w):
-    for path, kind in ((userns, lib.CLONE_NEWUSER), (netns, lib.CLONE_NEWNET)):
+    for path, kind in ((userns, CLONE_NEWUSER), (netns, CLONE_NEWNET)):
         fd = os.open(path, os.O_RDONLY)
-        assert lib.setns(fd, kind) == 0
+        assert libc.setns(fd, kind) == 0
         os.close(fd)
     listener = socket.socket()
     listener.bind(("0.0.0.0", 80))  # a privileged port: we are root in the userns

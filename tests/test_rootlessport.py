@@ -112,35 +112,40 @@ def test_config_json_has_podmans_field_names():
     }
 
 
-def fake_rootlessport(tmp_path: Path, body: str) -> pyslirp.Config:
-    helpers = tmp_path / "helpers"
+def fake_rootlessport(short_tmp: Path, body: str) -> pyslirp.Config:
+    helpers = short_tmp / "helpers"
     helpers.mkdir()
     fake = helpers / "rootlessport"
     fake.write_text(f"#!/bin/sh\n{body}\n")
     fake.chmod(0o755)
-    return pyslirp.Config(tmp_dir=str(tmp_path / "run"), helper_binaries_dir=(str(helpers),))
+    return pyslirp.Config(tmp_dir=str(short_tmp / "run"), helper_binaries_dir=(str(helpers),))
 
 
-def test_fake_rootlessport_receives_the_config_on_stdin(hygiene, tmp_path, netns):
-    received = tmp_path / "stdin.json"
-    config = fake_rootlessport(tmp_path, f"cat > {received}; printf 1 >&4; exec 4>&-; cat <&3")
+def test_fake_rootlessport_receives_the_config_on_stdin(hygiene, short_tmp, netns):
+    received = short_tmp / "stdin.json"
+    config = fake_rootlessport(short_tmp, f"cat > {received}; printf 1 >&4; exec 4>&-; cat <&3")
     mapping = pyslirp.PortMapping(host_port=8080, container_port=80)
     opts = options(config, netns, [mapping])
-    with setup_rootless_port_mapping_via_rlk(opts, "10.0.2.0/24"):
+    with setup_rootless_port_mapping_via_rlk(opts, "10.0.2.0/24") as helper:
         sent = json.loads(received.read_text())
+        state_dir = sent["TmpDir"]
+        assert helper.private_dir == state_dir
+        assert os.path.dirname(state_dir) == config.tmp_dir
+        assert os.stat(state_dir).st_mode & 0o777 == 0o700
     assert sent == rootlessport_config(
         ports=[mapping],
         netns=netns,
-        tmp_dir=config.tmp_dir,
+        tmp_dir=state_dir,
         container_id="ctr",
         slirp_subnet="10.0.2.0/24",
         net_status=None,
     )
+    assert not os.path.exists(state_dir)  # a private state dir, removed after it stopped
 
 
-def test_fake_rootlessport_error_on_stdout_is_the_message(hygiene, tmp_path, netns):
+def test_fake_rootlessport_error_on_stdout_is_the_message(hygiene, short_tmp, netns):
     said = "listen tcp 0.0.0.0:80: bind: permission denied"
-    config = fake_rootlessport(tmp_path, f"echo '{said}'; exit 1")
+    config = fake_rootlessport(short_tmp, f"echo '{said}'; exit 1")
     opts = options(config, netns, [pyslirp.PortMapping(host_port=80, container_port=80)])
     with pytest.raises(pyslirp.StartError) as info:
         setup_rootless_port_mapping_via_rlk(opts, None)
@@ -149,8 +154,8 @@ def test_fake_rootlessport_error_on_stdout_is_the_message(hygiene, tmp_path, net
     assert children() == {}
 
 
-def test_fake_rootlessport_that_never_gets_ready_times_out(hygiene, tmp_path, netns):
-    config = fake_rootlessport(tmp_path, "exec sleep 100")
+def test_fake_rootlessport_that_never_gets_ready_times_out(hygiene, short_tmp, netns):
+    config = fake_rootlessport(short_tmp, "exec sleep 100")
     opts = options(
         config, netns, [pyslirp.PortMapping(host_port=8080, container_port=80)], ready_timeout=0.5
     )
@@ -161,8 +166,8 @@ def test_fake_rootlessport_that_never_gets_ready_times_out(hygiene, tmp_path, ne
     assert children() == {}
 
 
-def test_missing_rootlessport_fails_before_slirp4netns_starts(hygiene, tmp_path, netns):
-    config = pyslirp.Config(tmp_dir=str(tmp_path / "run"), helper_binaries_dir=(str(tmp_path),))
+def test_missing_rootlessport_fails_before_slirp4netns_starts(hygiene, short_tmp, netns):
+    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), helper_binaries_dir=(str(short_tmp),))
     opts = options(config, netns, [pyslirp.PortMapping(host_port=8080, container_port=80)])
     with pytest.raises(pyslirp.BinaryNotFound, match="rootlessport"):
         pyslirp.setup(opts)

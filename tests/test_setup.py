@@ -38,11 +38,14 @@ def cmdline(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
 
 
+def assert_empty_or_absent(directory: str) -> None:
+    assert not Path(directory).exists() or list(Path(directory).iterdir()) == []
+
+
 def assert_nothing_left(pid: int, config) -> None:
     assert wait_reaped(pid), f"slirp4netns {pid} still there"
     assert pid not in children()
-    tmp_dir = Path(config.tmp_dir)
-    assert not tmp_dir.exists() or list(tmp_dir.iterdir()) == []
+    assert_empty_or_absent(config.tmp_dir)
 
 
 def test_default_setup(hygiene, config, netns):
@@ -184,7 +187,7 @@ def test_early_death_is_start_error_with_its_log(hygiene, config, tmp_path):
     assert f"slirp4netns for netns {plain} exited with status 1" in str(info.value)
     assert "setns(CLONE_NEWNET): Invalid argument" in str(info.value)  # its own log line
     assert pids_of("slirp4netns") == set()
-    assert list(Path(config.tmp_dir).iterdir()) == []
+    assert_empty_or_absent(config.tmp_dir)
 
 
 @pytest.mark.parametrize(
@@ -213,7 +216,7 @@ def test_busy_host_port_with_slirp4netns_handler(hygiene, config, netns):
         with pytest.raises(pyslirp.PortForwardError, match="slirp_add_hostfwd failed"):
             pyslirp.setup(opts)
     assert pids_of("slirp4netns") == set()
-    assert list(Path(config.tmp_dir).iterdir()) == []
+    assert_empty_or_absent(config.tmp_dir)
 
 
 FAKE_HELP = "echo '--disable-host-loopback --mtu --enable-sandbox --enable-seccomp --cidr "

@@ -7,7 +7,6 @@ Counts come from the environment so CI runs a bounded subset and a person a long
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +16,16 @@ import pytest
 
 import pyslirp
 
-from helpers import children, env_count, helper_pids, mounted, open_fds, wait_gone, zombies
+from helpers import (
+    children,
+    env_count,
+    helper_pids,
+    mounted,
+    open_fds,
+    set_child_subreaper,
+    wait_gone,
+    zombies,
+)
 
 STRESS_N = env_count("PYSLIRP_STRESS_N", 200)
 STRESS_T = env_count("PYSLIRP_STRESS_T", 8)
@@ -55,8 +63,7 @@ class Leftovers:
         self, tmp_dir: str | os.PathLike[str] | None, netns: Sequence[str] = ()
     ) -> None:
         """No new helper alive (a dying one gets 5 s), no zombie or child, the same fds,
-        every netns still mounted, ``tmp_dir`` absent or empty but for rootlessport's
-        empty ``rp`` directory (podman leaves it too)."""
+        every netns still mounted, ``tmp_dir`` absent or empty."""
         alive = [pid for pid in self.new_helpers() if not wait_gone(pid, timeout=5)]
         assert alive == [], f"helpers left running: {alive}"
         assert zombies() == []
@@ -70,9 +77,7 @@ class Leftovers:
         assert unmounted == [], f"netns no longer mounted: {unmounted}"
         if tmp_dir is not None and os.path.exists(tmp_dir):
             left = sorted(p.name for p in Path(tmp_dir).iterdir())
-            assert left in ([], ["rp"]), f"left in tmp_dir: {left}"
-            if left:
-                assert list((Path(tmp_dir) / "rp").iterdir()) == []
+            assert left == [], f"left in tmp_dir: {left}"
 
     def kill_new_helpers(self) -> None:
         for pid in self.new_helpers():
@@ -96,24 +101,15 @@ def leftovers() -> Iterator[Leftovers]:
         probe.kill_new_helpers()
 
 
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _set_child_subreaper(on: bool) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-
-
 @pytest.fixture
 def subreaper(leftovers: Leftovers) -> Iterator[None]:
     """Make this process a child subreaper, as a daemon that is PID 1 of a container is:
     processes the helpers leave orphaned come to it, and must not stay its zombies."""
-    _set_child_subreaper(True)
+    set_child_subreaper(True)
     try:
         yield
     finally:
-        _set_child_subreaper(False)
+        set_child_subreaper(False)
         for pid in zombies():  # after a failure: keep it from failing the next tests
             os.waitpid(pid, os.WNOHANG)
 
@@ -125,9 +121,10 @@ def netns_pool(make_netns: Callable[[], str]) -> Callable[[int], list[str]]:
 
 
 @pytest.fixture
-def tmp_dir(tmp_path: Path) -> str:
-    """The ``tmp_dir`` given to setup (made by setup itself)."""
-    return str(tmp_path / "run")
+def tmp_dir(short_tmp: Path) -> str:
+    """The ``tmp_dir`` given to setup (made by setup itself), short enough for
+    rootlessport's sockets under it."""
+    return str(short_tmp / "run")
 
 
 def _script(path: Path, body: str) -> Path:

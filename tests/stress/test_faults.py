@@ -24,7 +24,6 @@ import pytest
 
 import pyslirp
 from pyslirp.apisocket import request
-from pyslirp.ready import wait_ready
 
 from helpers import free_port, wait_asleep_in, wait_thread_gone
 
@@ -36,17 +35,12 @@ def options(config: pyslirp.Config, netns: str, **kwargs: object) -> pyslirp.Set
 
 
 def test_helper_reaped_before_the_ready_wait_is_start_error(leftovers):
-    ready_r, ready_w = os.pipe()
-    try:
-        child = pyslirp.spawn(["sh", "-c", "exit 4"], fds={3: ready_w})
-    finally:
-        os.close(ready_w)
-    try:
-        child.wait()  # the reaper has closed the child's pidfd: wait_ready must not use it
-        with pytest.raises(pyslirp.StartError, match="fake exited with status 4"):
-            wait_ready("fake", child, ready_r, time.monotonic() + 10, lambda: "")
-    finally:
-        os.close(ready_r)
+    helper = pyslirp.Helper("fake")
+    helper.spawn(["sh", "-c", "exit 4"], ready_fd=3)
+    helper.child.wait()  # reaped, its pidfd closed: wait_ready must not need it
+    with pytest.raises(pyslirp.StartError, match="fake exited with status 4"):
+        helper.wait_ready(time.monotonic() + 10)
+    helper.close()
     leftovers.assert_clean(None)
 
 
@@ -230,27 +224,41 @@ def test_slirp4netns_sigkilled_in_use_is_reported_and_close_still_works(
 # --- tmp_dir -------------------------------------------------------------------------------
 
 
-def test_tmp_dir_missing_is_created(leftovers, tmp_path, netns):
-    tmp_dir = tmp_path / "not" / "there" / "yet"
-    with pyslirp.setup(options(pyslirp.Config(tmp_dir=str(tmp_dir)), netns)) as result:
+PORT_HANDLERS = {
+    "rootlesskit": "cannot make a private directory for rootlessport",
+    "slirp4netns": "cannot use api socket",
+}
+
+
+@pytest.mark.parametrize("handler", sorted(PORT_HANDLERS))
+def test_tmp_dir_missing_is_created_when_ports_need_it(leftovers, short_tmp, netns, handler):
+    tmp_dir = short_tmp / "not" / "there" / "yet"
+    ports = [pyslirp.PortMapping(host_port=free_port(), container_port=80)]
+    config = pyslirp.Config(tmp_dir=str(tmp_dir))
+    opts = options(config, netns, ports=ports, extra_options=[f"port_handler={handler}"])
+    with pyslirp.setup(opts) as result:
         assert result.returncode is None
-    assert tmp_dir.is_dir()
+        assert tmp_dir.stat().st_mode & 0o777 == 0o700
     leftovers.assert_clean(tmp_dir, [netns])
 
 
-def test_tmp_dir_that_cannot_be_created_is_start_error(leftovers, tmp_path, netns):
-    blocker = tmp_path / "a-file"
+@pytest.mark.parametrize("handler", sorted(PORT_HANDLERS))
+def test_tmp_dir_that_cannot_be_created_is_start_error(leftovers, short_tmp, netns, handler):
+    blocker = short_tmp / "a-file"
     blocker.write_text("")
     tmp_dir = str(blocker / "run")
-    with pytest.raises(pyslirp.StartError, match="cannot create a log file in tmp_dir"):
-        pyslirp.setup(options(pyslirp.Config(tmp_dir=tmp_dir), netns))
+    ports = [pyslirp.PortMapping(host_port=free_port(), container_port=80)]
+    config = pyslirp.Config(tmp_dir=tmp_dir)
+    opts = options(config, netns, ports=ports, extra_options=[f"port_handler={handler}"])
+    with pytest.raises(pyslirp.StartError, match=PORT_HANDLERS[handler]):
+        pyslirp.setup(opts)
     leftovers.assert_clean(None, [netns])
 
 
 @pytest.fixture
-def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+def read_only_dir(short_tmp: Path) -> Iterator[Path]:
     """An empty read-only tmpfs (root ignores mode bits, not a read-only mount)."""
-    path = tmp_path / "ro"
+    path = short_tmp / "ro"
     path.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], check=True)
     try:
@@ -259,12 +267,26 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(path)], check=True)
 
 
+@pytest.mark.parametrize("handler", sorted(PORT_HANDLERS))
 @pytest.mark.parametrize("where", ["the_dir_itself", "a_missing_subdir"])
-def test_tmp_dir_read_only_is_start_error(leftovers, read_only_dir, netns, where):
+def test_tmp_dir_read_only_is_start_error(leftovers, read_only_dir, netns, where, handler):
     tmp_dir = read_only_dir if where == "the_dir_itself" else read_only_dir / "run"
+    ports = [pyslirp.PortMapping(host_port=free_port(), container_port=80)]
+    config = pyslirp.Config(tmp_dir=str(tmp_dir))
+    opts = options(config, netns, ports=ports, extra_options=[f"port_handler={handler}"])
     with pytest.raises(pyslirp.StartError, match="Read-only file system"):
-        pyslirp.setup(options(pyslirp.Config(tmp_dir=str(tmp_dir)), netns))
+        pyslirp.setup(opts)
     leftovers.assert_clean(tmp_dir, [netns])
+
+
+def test_tmp_dir_too_long_for_rootlessport_is_option_error(leftovers, tmp_path, netns):
+    tmp_dir = "/tmp/" + "d" * 70
+    ports = [pyslirp.PortMapping(host_port=free_port(), container_port=80)]
+    opts = options(pyslirp.Config(tmp_dir=tmp_dir), netns, ports=ports)
+    with pytest.raises(pyslirp.OptionError, match="too long for rootlessport"):
+        pyslirp.setup(opts)
+    leftovers.assert_clean(tmp_dir, [netns])
+    assert not os.path.exists(tmp_dir)  # refused before anything was made
 
 
 def test_api_socket_path_too_long_is_option_error(leftovers, tmp_path, netns):
