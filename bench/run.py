@@ -167,7 +167,7 @@ class Bench:
         Path(self.not_netns).touch()
         config = pyslirp.Config(tmp_dir=tmp_dir)
         binary = config.find_network_cmd()
-        self.rootlessport = config.find_helper_binary(ROOTLESSPORT, False)
+        self.rootlessport = config.find_helper_binary(ROOTLESSPORT)
 
         def argv(ipv6: bool) -> str:
             options = parse_options([], [f"enable_ipv6={str(ipv6).lower()}"])

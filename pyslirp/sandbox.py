@@ -135,7 +135,8 @@ def run(opts: RunOptions) -> int:
     CMD is looked up first (:class:`CommandError`), then everything else is checked
     before anything starts. Signals sent to this process (INT, TERM, HUP, QUIT, USR1,
     USR2, WINCH) reach CMD once. Whatever CMD started is gone when this returns;
-    slirp4netns has been sent SIGKILL, its teardown left to the kernel.
+    slirp4netns has been sent SIGKILL, its teardown left to the kernel. Call it from the
+    main thread: it installs signal handlers, and the init dies with the calling thread.
     """
     deadline = time.monotonic() + opts.ready_timeout
     path = _find_command(opts.command[0])
