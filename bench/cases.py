@@ -22,7 +22,7 @@ class Case:
 
     name: str
     runner: str
-    kind: str  # spawn, setup, naive, fail, ports, scale, startup
+    kind: str  # spawn, setup, naive, fail, ports, pasta, scale, startup
     params: dict[str, Any] = field(default_factory=dict)
     floor: str = ""
     concurrency: int = 0  # scale cases: setups at once
@@ -68,6 +68,7 @@ def _fail_cases(size: str) -> list[Case]:
 
 
 PORTS_FLOOR = "setup v4+rootlessport floor @30MB"
+PASTA_FLOOR = "pasta floor @30MB"
 SCALE_FLOOR = "setup v4 floor @30MB"
 IMPORT_FLOOR = "python -c pass"
 RUN_TRUE = "pyslirp run -- true"
@@ -90,6 +91,8 @@ CASES: list[Case] = [
     *(case for size in SIZES for case in _fail_cases(size)),
     Case(PORTS_FLOOR, "c30", "ports"),
     Case("setup() v4+rootlessport @30MB", "py30", "ports", {}, PORTS_FLOOR),
+    Case(PASTA_FLOOR, "c30", "pasta"),
+    Case("pasta.setup() @30MB", "py30", "pasta", {}, PASTA_FLOOR),
     *(
         case
         for n in SCALES

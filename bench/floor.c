@@ -4,7 +4,7 @@
  *   floor [-m MiB] spawn N [full]
  *       N x clone(CLONE_VM|CLONE_VFORK) + execve /bin/true + waitpid. "full" also does
  *       what pyslirp.spawn does for setup(): fds 3/4, setpgid, pdeathsig, private mounts.
- *   floor [-m MiB] [-6] [-x] [-a] [-R BIN -J JSON -P PORTS] ready NETNS,... -- ARGV...
+ *   floor [-m MiB] [-6] [-x] [-a] [-k] [-R BIN -J JSON -P PORTS] ready NETNS,... -- ARGV...
  *       For each netns: slirp4netns ARGV (@NETNS@ replaced) in a private mount namespace,
  *       ready pipe at fd 3, exit pipe at fd 4; time until the ready byte.
  *       -6: accept_dad=0 in the netns first (restored after), and also wait until tap0 has
@@ -14,6 +14,8 @@
  *           start); a last line "wall NS" is the time until the last was ready.
  *       -R/-J/-P: then rootlessport BIN with JSON (@NETNS@, @PORT@ replaced) on stdin, exit
  *           pipe at fd 3, ready pipe at fd 4; time until its ready byte too.
+ *       -k: the helper has no exit pipe (pasta: its pid file is /dev/fd/3, the ready pipe):
+ *           stop it with SIGTERM.
  *
  *   floor [-m MiB] serve
  *       Runs such commands read from stdin, one a line, each answered by "end STATUS".
@@ -241,7 +243,7 @@ static char *subst(const char *tmpl, const char *key, const char *value)
 }
 
 struct ready_opts {
-    int ipv6, expect_fail, all_at_once;
+    int ipv6, expect_fail, all_at_once, sigterm;
     const char *rlk_bin, *rlk_json;
     char *ports;
     char **argv;
@@ -349,6 +351,8 @@ static void ready_one(const struct ready_opts *o, const char *netns, const char 
         reap(rlk);
     }
     close(exit_p[1]);
+    if (o->sigterm)
+        kill(pid, SIGTERM);
     reap(pid);
     while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) /* orphans, e.g. rootlessport-child */
         ;
@@ -459,7 +463,7 @@ static void ready_loop(struct ready_opts *o, char *netns_list)
 static int usage(void)
 {
     fprintf(stderr, "usage: floor [-m MiB] spawn N [full]\n"
-                    "       floor [-m MiB] [-6] [-x] [-a] [-R BIN -J JSON -P PORTS] ready NETNS,..."
+                    "       floor [-m MiB] [-6] [-x] [-a] [-k] [-R BIN -J JSON -P PORTS] ready NETNS,..."
                     " -- ARGV...\n"
                     "       floor [-m MiB] serve  (then one such command a line on stdin)\n");
     return 2;
@@ -472,12 +476,13 @@ static int run(int argc, char **argv, long *mib)
     int opt;
 
     optind = 0; /* glibc: start over, a new argv each call */
-    while ((opt = getopt(argc, argv, "+m:6xaR:J:P:")) != -1) {
+    while ((opt = getopt(argc, argv, "+m:6xakR:J:P:")) != -1) {
         switch (opt) {
         case 'm': *mib = strtol(optarg, NULL, 10); break;
         case '6': o.ipv6 = 1; break;
         case 'x': o.expect_fail = 1; break;
         case 'a': o.all_at_once = 1; break;
+        case 'k': o.sigterm = 1; break;
         case 'R': o.rlk_bin = optarg; break;
         case 'J': o.rlk_json = optarg; break;
         case 'P': o.ports = optarg; break;

@@ -20,7 +20,7 @@ from typing import Any
 import nsutil
 
 import pyslirp
-from pyslirp import features
+from pyslirp import features, pasta
 
 SLIRP4NETNS = "/usr/bin/slirp4netns"
 TRUE = "/bin/true"
@@ -119,13 +119,25 @@ def setup_case(p: Params) -> Result:
             mappings = [pyslirp.PortMapping(host_port=port, container_port=80)] if port else []
             opts = _options(p, netns, ports=mappings, slirp4netns_exit_pipe_r=exit_r)
             if p.get("probe") == "cold":
-                features._cache.clear()
+                features.clear_cache()
             t0 = time.perf_counter_ns()
             result = pyslirp.setup(opts)
             stack.callback(result.close)
             if watch is not None:
                 nsutil.wait_global_v6(watch)
             times.append(time.perf_counter_ns() - t0)
+    return {"ns": times}
+
+
+def pasta_case(p: Params) -> Result:
+    """``pasta.setup()`` to ready (addresses read back) in each fresh netns."""
+    times = []
+    for netns in p["netns"]:
+        opts = pasta.SetupOptions(config=pyslirp.Config(tmp_dir=p["tmp_dir"]), netns=netns)
+        t0 = time.perf_counter_ns()
+        result = pasta.setup(opts)
+        times.append(time.perf_counter_ns() - t0)
+        result.close()
     return {"ns": times}
 
 
@@ -254,6 +266,7 @@ def _rss_kib() -> int:
 CASES: dict[str, Callable[[Params], Result]] = {
     "spawn": spawn_case,
     "setup": setup_case,
+    "pasta": pasta_case,
     "naive": naive_case,
     "fail": fail_case,
     "scale": scale_case,

@@ -88,6 +88,7 @@ ffibuilder.cdef(
     int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
     int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
     int pyslirp_reaper_start(void);
+    int pyslirp_socket_in_netns(const char *netns, int domain, int type, int protocol);
 
     #define PYSLIRP_INIT_PREPARED ...
     #define PYSLIRP_INIT_STEP_SIGNALS ...

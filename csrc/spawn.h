@@ -119,6 +119,8 @@ int pyslirp_watch(struct pyslirp_slot *slot);
 /* Open ``path`` (with ``flags``) as the network namespace ``netns`` sees it, from the
  * calling thread, which is back in its own namespace on return; the fd or -errno. */
 int pyslirp_open_in_netns(const char *netns, const char *path, int flags);
+/* A socket (close-on-exec) of the network namespace ``netns``, made the same way. */
+int pyslirp_socket_in_netns(const char *netns, int domain, int type, int protocol);
 
 /* Start this process's reaper thread if it is not running; 0 or an errno. */
 int pyslirp_reaper_start(void);

@@ -1,9 +1,11 @@
-"""User-mode networking for Linux network namespaces through slirp4netns."""
+"""User-mode networking for Linux network namespaces through slirp4netns, or pasta
+(:mod:`pyslirp.pasta`)."""
 
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
+from . import pasta
 from .addresses import (
     get_dns,
     get_gateway,
@@ -15,6 +17,7 @@ from .config import Config
 from .errors import (
     BinaryNotFound,
     ConfigError,
+    NetStatusError,
     OptionError,
     PortForwardError,
     PortMappingError,
@@ -45,6 +48,7 @@ __all__ = [
     "IPv4Network",
     "NetAddress",
     "NetInterface",
+    "NetStatusError",
     "NetworkOptions",
     "OptionError",
     "PortForwardError",
@@ -63,6 +67,7 @@ __all__ = [
     "get_rootless_port_child_ip",
     "parse_options",
     "parse_publish",
+    "pasta",
     "probe_features",
     "setup",
     "setup_rootless_port_mapping_via_rlk",

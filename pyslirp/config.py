@@ -1,4 +1,4 @@
-"""The containers.conf settings slirp4netns needs, read as podman reads them."""
+"""The containers.conf settings slirp4netns and pasta need, read as podman reads them."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ DEFAULT_HELPER_BINARIES_DIR = (
     "/usr/lib/podman",
 )
 BINDIR_PREFIX = "$BINDIR"
+PASTA_BINARY_NAME = "pasta"
 _HINT = (
     "To resolve this error, set the helper_binaries_dir key in the `[engine]` section of "
     "containers.conf to the directory containing your helper binaries."
@@ -128,7 +129,8 @@ def system_config_files() -> list[str]:
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """The ``[engine]`` settings of containers.conf that slirp4netns setup uses.
+    """The ``[engine]`` settings of containers.conf that slirp4netns setup uses, and
+    ``[network] pasta_options``.
 
     ``loaded_files`` lists the files :meth:`load` read, in order.
     """
@@ -138,10 +140,16 @@ class Config:
     no_pivot_root: bool = False
     tmp_dir: str = field(default_factory=default_tmp_dir)
     helper_binaries_dir: tuple[str, ...] = DEFAULT_HELPER_BINARIES_DIR
+    pasta_options: tuple[str, ...] = ()
     loaded_files: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("network_cmd_options", "helper_binaries_dir", "loaded_files"):
+        for name in (
+            "network_cmd_options",
+            "helper_binaries_dir",
+            "pasta_options",
+            "loaded_files",
+        ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @classmethod
@@ -206,11 +214,18 @@ class Config:
                     f"exec: {go_quote(self.network_cmd_path)}: executable file not found in $PATH"
                 )
             return found
+        return self._find_network_helper(BINARY_NAME)
+
+    def find_pasta(self) -> str:
+        """The pasta binary, found as podman finds it: the helper dirs, then $PATH."""
+        return self._find_network_helper(PASTA_BINARY_NAME)
+
+    def _find_network_helper(self, name: str) -> str:
         try:
-            return self.find_helper_binary(BINARY_NAME, search_path=True)
+            return self.find_helper_binary(name, search_path=True)
         except BinaryNotFound as exc:
             raise BinaryNotFound(
-                f"could not find slirp4netns, the network namespace can't be configured: {exc}"
+                f"could not find {name}, the network namespace can't be configured: {exc}"
             ) from None
 
 
@@ -221,10 +236,14 @@ _KEYS: dict[str, tuple[type, str]] = {
     "tmp_dir": (str, "a string"),
     "helper_binaries_dir": (list, "an array of strings"),
 }
+_NETWORK_KEYS: dict[str, tuple[type, str]] = {
+    "pasta_options": (list, "an array of strings"),
+}
 
 
 def _read_engine(path: str) -> dict[str, Any]:
-    """The ``[engine]`` keys we use from one file, type-checked and ready for Config."""
+    """The ``[engine]`` (and ``[network]``) keys we use from one file, type-checked and
+    ready for Config."""
     import tomllib  # only when a containers.conf exists: most runs read none
 
     try:
@@ -236,23 +255,31 @@ def _read_engine(path: str) -> dict[str, Any]:
         raise ConfigError(f"decode configuration {path}: {exc}") from exc
     except RecursionError:
         raise ConfigError(f"decode configuration {path}: nested too deeply") from None
-    engine = document.get("engine", {})
-    if not isinstance(engine, dict):
-        raise ConfigError(f"decode configuration {path}: [engine] must be a table")
+    found = _read_table(path, document, "engine", _KEYS)
+    found.update(_read_table(path, document, "network", _NETWORK_KEYS))
+    if "network_cmd_path" in found:
+        found["network_cmd_path"] = found["network_cmd_path"] or None
+    return found
+
+
+def _read_table(
+    path: str, document: dict[str, Any], table: str, keys: dict[str, tuple[type, str]]
+) -> dict[str, Any]:
+    section = document.get(table, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"decode configuration {path}: [{table}] must be a table")
     found: dict[str, Any] = {}
-    for key, (kind, description) in _KEYS.items():
-        if key not in engine:
+    for key, (kind, description) in keys.items():
+        if key not in section:
             continue
-        value = engine[key]
+        value = section[key]
         if kind is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
             value = tuple(value)
         elif kind is list or not isinstance(value, kind):
             raise ConfigError(
-                f"decode configuration {path}: engine.{key} must be {description}, got {value!r}"
+                f"decode configuration {path}: {table}.{key} must be {description}, got {value!r}"
             )
         found[key] = value
-    if "network_cmd_path" in found:
-        found["network_cmd_path"] = found["network_cmd_path"] or None
     return found
 
 

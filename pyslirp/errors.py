@@ -23,6 +23,10 @@ class ConfigError(SlirpError, ValueError):
     """A containers.conf file cannot be read or parsed."""
 
 
+class NetStatusError(SlirpError, ValueError):
+    """A network status (netavark's JSON) is not of the shape podman writes."""
+
+
 class BinaryNotFound(SlirpError, FileNotFoundError):
     """A helper binary (slirp4netns, rootlessport) was not found."""
 

@@ -1,4 +1,4 @@
-"""What a slirp4netns binary supports, read from its ``--help`` once per binary file."""
+"""What a slirp4netns or pasta binary supports, read from its ``--help`` once per binary file."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
-from .errors import BinaryNotFound, SlirpError
+from .errors import BinaryNotFound, StartError
 from .gostrconv import go_quote
 
 HELP_TIMEOUT = 10.0
@@ -50,13 +52,38 @@ class Features:
         return cls(**{name: flag in text for name, flag in _FLAGS.items()})
 
 
-# (resolved path, st_dev, st_ino, st_size, st_mtime_ns): a replaced or touched file is new.
-_Key = tuple[str, int, int, int, int]
+@dataclass(frozen=True, kw_only=True)
+class PastaFeatures:
+    """Which optional pasta options the binary's ``--help`` mentions.
+
+    ``map_guest_addr``: ``--map-guest-addr`` (pasta 2024-08-14 and later), which podman
+    adds by default and drops when pasta refuses it.
+    """
+
+    map_guest_addr: bool = False
+
+    @classmethod
+    def from_help(cls, text: str) -> PastaFeatures:
+        """Features from the text of ``pasta --help``."""
+        return cls(map_guest_addr="--map-guest-addr" in text)
+
+
+F = TypeVar("F", Features, PastaFeatures)
+
+# (kind, resolved path, st_dev, st_ino, st_size, st_mtime_ns): a replaced or touched
+# file is new.
+_Key = tuple[str, str, int, int, int, int]
 
 _lock = threading.Lock()
-_cache: dict[_Key, Features] = {}
+_cache: dict[_Key, object] = {}
 _key_locks: dict[_Key, threading.Lock] = {}
-_probes = 0
+
+
+def clear_cache() -> None:
+    """Forget every binary probed so far: the next probe of each runs ``--help`` again
+    (as after an upgrade that kept the file's size and mtime)."""
+    with _lock:
+        _cache.clear()
 
 
 def _new_locks_after_fork() -> None:
@@ -69,49 +96,53 @@ def _new_locks_after_fork() -> None:
 os.register_at_fork(after_in_child=_new_locks_after_fork)
 
 
-def probe_count() -> int:
-    """How many times ``--help`` has been run in this process (cache misses)."""
-    return _probes
-
-
 def probe_features(binary: str) -> Features:
     """The features of ``binary``, running its ``--help`` only if this file is new to us.
 
     Thread-safe: concurrent probes of one binary run it once.
     """
-    key = _cache_key(binary)
+    return _probe(binary, "slirp4netns", Features.from_help, (0,))
+
+
+def probe_pasta_features(binary: str) -> PastaFeatures:
+    """The features of the pasta ``binary``, probed and cached as :func:`probe_features`.
+
+    pasta up to 2023 exits 1 after printing its ``--help``, later ones 0: both are taken.
+    """
+    return _probe(binary, "pasta", PastaFeatures.from_help, (0, 1))
+
+
+def _probe(binary: str, kind: str, parse: Callable[[str], F], statuses: tuple[int, ...]) -> F:
+    key = _cache_key(binary, kind)
     with _lock:
         cached = _cache.get(key)
         if cached is not None:
-            return cached
+            return cast(F, cached)  # the key's kind fixes the type
         key_lock = _key_locks.setdefault(key, threading.Lock())
     with key_lock:
         with _lock:
             cached = _cache.get(key)
         if cached is None:
-            cached = _run_help(binary)
+            cached = parse(_run_help(binary, kind, statuses))
             with _lock:
                 _cache[key] = cached
                 _key_locks.pop(key, None)
-    return cached
+    return cast(F, cached)
 
 
-def _cache_key(binary: str) -> _Key:
+def _cache_key(binary: str, kind: str) -> _Key:
     path = os.path.realpath(binary)
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise BinaryNotFound(f"checking slirp4netns binary {binary}: no such file") from None
+        raise BinaryNotFound(f"checking {kind} binary {binary}: no such file") from None
     except OSError as exc:
-        raise SlirpError(f"checking slirp4netns binary {binary}: {exc}") from exc
-    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        raise StartError(f"checking {kind} binary {binary}: {exc}") from exc
+    return (kind, path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _run_help(binary: str) -> Features:
-    global _probes
-    with _lock:
-        _probes += 1
-    prefix = f"checking slirp4netns binary {binary}"
+def _run_help(binary: str, kind: str, statuses: tuple[int, ...]) -> str:
+    prefix = f"checking {kind} binary {binary}"
     try:
         result = subprocess.run(
             [binary, "--help"],
@@ -124,16 +155,16 @@ def _run_help(binary: str) -> Features:
         )
     except subprocess.TimeoutExpired as exc:
         output = os.fsdecode(exc.output or b"")
-        raise SlirpError(
-            f"{prefix}: slirp4netns {go_quote(output)}: --help timed out after {HELP_TIMEOUT}s"
+        raise StartError(
+            f"{prefix}: {kind} {go_quote(output)}: --help timed out after {HELP_TIMEOUT}s"
         ) from None
     except OSError as exc:
-        raise SlirpError(f"{prefix}: {exc}") from exc
+        raise StartError(f"{prefix}: {exc}") from exc
     output = os.fsdecode(result.stdout)
-    if result.returncode != 0:
+    if result.returncode not in statuses:
         status = _exit_text(result.returncode)
-        raise SlirpError(f"{prefix}: slirp4netns {go_quote(output)}: {status}")
-    return Features.from_help(output)
+        raise StartError(f"{prefix}: {kind} {go_quote(output)}: {status}")
+    return output
 
 
 def _exit_text(returncode: int) -> str:

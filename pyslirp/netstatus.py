@@ -14,6 +14,8 @@ from ipaddress import (
 )
 from typing import Any
 
+from .errors import NetStatusError
+
 
 @dataclass(frozen=True, kw_only=True)
 class NetAddress:
@@ -52,7 +54,7 @@ class NetInterface:
         data = _object(data, "interface")
         subnets = data.get("subnets")
         if subnets is not None and not isinstance(subnets, list):
-            raise ValueError(f"net status: subnets must be an array, got {subnets!r}")
+            raise NetStatusError(f"net status: subnets must be an array, got {subnets!r}")
         return cls(
             subnets=tuple(NetAddress.from_json(s) for s in subnets or ()),
             mac_address=_string(data.get("mac_address"), "mac_address"),
@@ -80,7 +82,7 @@ def _object(value: Any, what: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValueError(f"net status: {what} must be an object, got {value!r}")
+        raise NetStatusError(f"net status: {what} must be an object, got {value!r}")
     return value
 
 
@@ -88,12 +90,12 @@ def _string(value: Any, what: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ValueError(f"net status: {what} must be a string, got {value!r}")
+        raise NetStatusError(f"net status: {what} must be a string, got {value!r}")
     return value
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str):
-        raise ValueError(f"net status: {key} must be a string, got {value!r}")
+        raise NetStatusError(f"net status: {key} must be a string, got {value!r}")
     return value

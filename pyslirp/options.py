@@ -212,12 +212,7 @@ class SetupOptions:
         object.__setattr__(self, "extra_options", _check_strings(self.extra_options))
         for name in ("slirp4netns_exit_pipe_r", "rootless_port_exit_pipe_r"):
             _check_fd(name, getattr(self, name))
-        if (
-            not isinstance(self.pdeathsig, int)
-            or isinstance(self.pdeathsig, bool)
-            or not 0 <= self.pdeathsig < signal.NSIG
-        ):
-            raise OptionError(f"invalid pdeathsig {self.pdeathsig!r}: not 0 or a signal number")
+        _check_pdeathsig(self.pdeathsig)
         _check_ready_timeout(self.ready_timeout)
         network = parse_options(self.config.network_cmd_options, self.extra_options)
         object.__setattr__(self, "_network", network)
@@ -279,6 +274,11 @@ def _check_fd(name: str, value: object) -> None:
             raise OptionError(f"invalid {name} {value!r}: {exc}") from exc
     if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
         raise OptionError(f"invalid {name} {value!r}: not an fd or a file")
+
+
+def _check_pdeathsig(value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < signal.NSIG:
+        raise OptionError(f"invalid pdeathsig {value!r}: not 0 or a signal number")
 
 
 def _check_ready_timeout(value: object) -> None:

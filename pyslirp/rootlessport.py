@@ -84,9 +84,10 @@ def setup_rootless_port_mapping_via_rlk(
     check_tmp_dir(opts.config.tmp_dir)
     if opts.rootless_port_exit_pipe_r is not None:
         check_exit_pipe(BINARY_NAME, opts.rootless_port_exit_pipe_r)
+    binary = opts.config.find_helper_binary(BINARY_NAME)
     helper = Helper(BINARY_NAME, graceful_eof=True)
     try:
-        start_rootlessport(helper, opts, slirp_subnet, net_status, deadline)
+        start_rootlessport(helper, binary, opts, slirp_subnet, net_status, deadline)
     except BaseException:
         helper.close(timeout=0)
         raise
@@ -95,15 +96,15 @@ def setup_rootless_port_mapping_via_rlk(
 
 def start_rootlessport(
     helper: Helper,
+    binary: str,
     opts: SetupOptions,
     slirp_subnet: SubnetLike,
     net_status: NetStatus | None,
     deadline: float,
 ) -> None:
-    """Start rootlessport into ``helper`` (which the caller already owns) and wait, until
-    ``deadline``, for it to be ready. Its state lives in a private directory of the
-    helper's, removed when it stops."""
-    binary = opts.config.find_helper_binary(BINARY_NAME)
+    """Start rootlessport (``binary``) into ``helper``, which the caller already owns, and
+    wait until ``deadline`` for it to be ready. Its state lives in a private directory of
+    the helper's, removed when it stops."""
     state_dir = helper.make_private_dir(opts.config.tmp_dir)
     payload = json.dumps(
         rootlessport_config(

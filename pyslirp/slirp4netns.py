@@ -36,7 +36,7 @@ from .spawn import DEVNULL, Child
 
 __all__ = ["SetupOptions", "SetupResult", "setup"]
 
-log = logging.getLogger("pyslirp")
+logger = logging.getLogger("pyslirp")
 
 ACCEPT_DAD = "/proc/sys/net/ipv6/conf/default/accept_dad"
 SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), the terminating NUL included
@@ -149,7 +149,7 @@ class _Plan:
     argv: list[str]
     api_socket: str | None
     hostfwds: list[dict[str, Any]]
-    rootlessport: bool
+    rootlessport: str | None  # its binary, when it publishes the ports
     private_mounts: bool
 
 
@@ -181,7 +181,7 @@ def setup(opts: SetupOptions) -> SetupResult:
             slirp4netns.wait_ready(deadline)
         finally:
             slirp4netns.child.restore()  # accept_dad: tap0 has its addresses now
-        log.debug("%s ready in %.1f ms", BINARY_NAME, (time.monotonic() - started) * 1e3)
+        logger.debug("%s ready in %.1f ms", BINARY_NAME, (time.monotonic() - started) * 1e3)
         if plan.api_socket is not None:
             with contextlib.suppress(OSError):  # missing: the requests below say so
                 st = os.stat(plan.api_socket)
@@ -189,13 +189,15 @@ def setup(opts: SetupOptions) -> SetupResult:
         for hostfwd in plan.hostfwds:
             assert plan.api_socket is not None
             request(plan.api_socket, "add_hostfwd", hostfwd, deadline)
-        if plan.rootlessport:
+        if plan.rootlessport is not None:
             result.rootlessport = Helper("rootlessport", graceful_eof=True)
-            start_rootlessport(result.rootlessport, opts, result.subnet, None, deadline)
+            start_rootlessport(
+                result.rootlessport, plan.rootlessport, opts, result.subnet, None, deadline
+            )
     except BaseException:
         result.close(timeout=0)
         raise
-    log.debug("setup done in %.1f ms", (time.monotonic() - started) * 1e3)
+    logger.debug("setup done in %.1f ms", (time.monotonic() - started) * 1e3)
     return result
 
 
@@ -212,10 +214,10 @@ def _plan(opts: SetupOptions) -> _Plan:
                 f"api socket path {go_quote(api_socket)} is too long "
                 f"(a unix socket path must be under {SUN_PATH_MAX - 5} bytes)"
             )
-    rootlessport = bool(opts.ports) and network.port_handler == "rootlesskit"
-    if rootlessport:
+    rootlessport = None
+    if opts.ports and network.port_handler == "rootlesskit":
         check_tmp_dir(config.tmp_dir)
-        config.find_helper_binary("rootlessport")  # fail before any spawn
+        rootlessport = config.find_helper_binary("rootlessport")  # missing: before any spawn
         if opts.rootless_port_exit_pipe_r is not None:
             check_exit_pipe("rootlessport", opts.rootless_port_exit_pipe_r)
     if opts.slirp4netns_exit_pipe_r is not None:
@@ -279,7 +281,7 @@ def _claim_api_socket(child: Child, path: str, deadline: float) -> None:
 def _spawn(helper: Helper, opts: SetupOptions, plan: _Plan) -> None:
     """Spawn slirp4netns into ``helper``: ready pipe on fd 3, exit pipe on fd 4 (ours
     unless the caller gave one), stdout and stderr into its log."""
-    log.debug("starting %s", plan.argv)
+    logger.debug("starting %s", plan.argv)
     caller_exit = opts.slirp4netns_exit_pipe_r
     helper.spawn(
         plan.argv,

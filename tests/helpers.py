@@ -4,16 +4,22 @@ the ``pyslirp`` command, as root or as nobody."""
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+SIOCGIFADDR = 0x8915
 
 
 def open_fds() -> dict[int, str]:
@@ -245,3 +251,18 @@ def probe_helpers(
     report: dict[str, Any] = json.loads(stdout)
     report["helpers"] = sorted(helpers)
     return report
+
+
+def host_ipv4() -> str:
+    """This machine's first non-loopback IPv4 address (libslirp drops UDP replies to
+    127.0.0.1 when host loopback is disabled)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for name in sorted(n for _, n in socket.if_nameindex()):
+            try:
+                packed = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()))
+            except OSError:
+                continue
+            address = socket.inet_ntoa(packed[20:24])
+            if not address.startswith("127."):
+                return address
+    pytest.skip("this machine has no non-loopback IPv4 address")

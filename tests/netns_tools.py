@@ -95,3 +95,62 @@ def echo_server(netns: str, proto: str, *ports: int) -> Iterator[None]:
     finally:
         server.kill()
         server.wait()
+
+
+# The start of a script that runs as nobody: as root only long enough to import (the
+# interpreter may live under a root-only home), then nobody for good before touching any
+# namespace. ``namespaces_with_server()`` gives it a user and network namespace of its own
+# (held by ``unshare -Urn``) with a TCP server on port 80 that answers with the data and
+# the peer's address.
+ROOTLESS_PRELUDE = r"""
+import contextlib, ctypes, encodings.idna, json, os, socket, subprocess, sys  # idna: lazy
+import pyslirp
+
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+libc = ctypes.CDLL(None, use_errno=True)
+
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+
+
+def serve(userns, netns, ready_w):
+    for path, kind in ((userns, CLONE_NEWUSER), (netns, CLONE_NEWNET)):
+        fd = os.open(path, os.O_RDONLY)
+        assert libc.setns(fd, kind) == 0
+        os.close(fd)
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 80))  # a privileged port: we are root in the userns
+    listener.listen(1)
+    os.write(ready_w, b"1")
+    conn, peer = listener.accept()
+    conn.sendall(conn.recv(100) + f" {peer[0]}".encode())
+    conn.close()
+
+
+@contextlib.contextmanager
+def namespaces_with_server():
+    # Yields (userns path, netns path, [holder pid, server pid]).
+    holder = subprocess.Popen(
+        ["unshare", "-Urn", "sh", "-c", "echo ready; exec sleep 1000"], stdout=subprocess.PIPE
+    )
+    server = None
+    try:
+        assert holder.stdout.readline() == b"ready\n"
+        userns, netns = f"/proc/{holder.pid}/ns/user", f"/proc/{holder.pid}/ns/net"
+        ready_r, ready_w = os.pipe()
+        server = os.fork()  # still single-threaded: the child may join the user namespace
+        if server == 0:
+            try:
+                serve(userns, netns, ready_w)
+            finally:
+                os._exit(0)
+        os.read(ready_r, 1)
+        yield userns, netns, [holder.pid, server]
+    finally:
+        if server:
+            os.kill(server, 9)
+            os.waitpid(server, 0)
+        holder.kill()
+        holder.wait()
+"""

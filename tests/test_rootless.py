@@ -17,36 +17,14 @@ from pathlib import Path
 import pytest
 
 from helpers import AS_NOBODY, as_nobody, free_port, pids_of, probe_helpers
+from netns_tools import ROOTLESS_PRELUDE
 
 NOBODY = 65534
 
-# Runs as root only long enough to import (the interpreter may live under a root-only
-# home), then drops to nobody for good before touching any namespace.
-SCRIPT = r"""
-import ctypes, encodings.idna, json, os, socket, subprocess, sys  # idna: loaded lazily
-import pyslirp
-
-CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
-libc = ctypes.CDLL(None, use_errno=True)
-
+SCRIPT = (
+    ROOTLESS_PRELUDE
+    + r"""
 tmp_dir, port = sys.argv[1], int(sys.argv[2])
-os.setgroups([])
-os.setresgid(65534, 65534, 65534)
-os.setresuid(65534, 65534, 65534)
-
-
-def serve(userns, netns, ready_w):
-    for path, kind in ((userns, CLONE_NEWUSER), (netns, CLONE_NEWNET)):
-        fd = os.open(path, os.O_RDONLY)
-        assert libc.setns(fd, kind) == 0
-        os.close(fd)
-    listener = socket.socket()
-    listener.bind(("0.0.0.0", 80))  # a privileged port: we are root in the userns
-    listener.listen(1)
-    os.write(ready_w, b"1")
-    conn, peer = listener.accept()
-    conn.sendall(conn.recv(100) + f" {peer[0]}".encode())
-    conn.close()
 
 
 def publish(userns, netns):
@@ -69,29 +47,10 @@ def publish(userns, netns):
         }
 
 
-holder = subprocess.Popen(
-    ["unshare", "-Urn", "sh", "-c", "echo ready; exec sleep 1000"], stdout=subprocess.PIPE
-)
-server = None
-try:
-    assert holder.stdout.readline() == b"ready\n"
-    userns, netns = f"/proc/{holder.pid}/ns/user", f"/proc/{holder.pid}/ns/net"
-    ready_r, ready_w = os.pipe()
-    server = os.fork()  # still single-threaded: the child may join the user namespace
-    if server == 0:
-        try:
-            serve(userns, netns, ready_w)
-        finally:
-            os._exit(0)
-    os.read(ready_r, 1)
+with namespaces_with_server() as (userns, netns, _):
     print(json.dumps(publish(userns, netns)))
-finally:
-    if server:
-        os.kill(server, 9)
-        os.waitpid(server, 0)
-    holder.kill()
-    holder.wait()
 """
+)
 
 
 @pytest.fixture

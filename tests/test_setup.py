@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
-import struct
 import sys
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 
 import pyslirp
 
-from helpers import children, free_port, mounted, pids_of, wait_reaped
+from helpers import children, free_port, host_ipv4, mounted, pids_of, wait_reaped
 from netns_tools import (
     addresses,
     default_route,
@@ -27,7 +25,6 @@ from netns_tools import (
 )
 
 ACCEPT_DAD = "/proc/sys/net/ipv6/conf/default/accept_dad"
-SIOCGIFADDR = 0x8915
 
 
 def options(config, netns, **kwargs):
@@ -124,21 +121,6 @@ def test_host_loopback_reachable_only_when_allowed(hygiene, config, netns, host_
         assert connects(netns, "10.0.2.2", port)
     with pyslirp.setup(options(config, netns)):
         assert not connects(netns, "10.0.2.2", port)
-
-
-def host_ipv4() -> str:
-    """This machine's first non-loopback IPv4 address (libslirp drops UDP replies to
-    127.0.0.1 when host loopback is disabled)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for name in sorted(n for _, n in socket.if_nameindex()):
-            try:
-                packed = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()))
-            except OSError:
-                continue
-            address = socket.inet_ntoa(packed[20:24])
-            if not address.startswith("127."):
-                return address
-    pytest.skip("this machine has no non-loopback IPv4 address")
 
 
 def test_slirp4netns_handler_forwards_tcp_range_and_udp(hygiene, config, netns):
