@@ -2,7 +2,8 @@
 
 A case's ``runner`` names the process that runs it: ``py30``/``py2g`` (a Python worker
 at ~30 MB / ~2 GB of touched memory), ``c30``/``c2g`` (the C floor at that size) or
-``driver`` (run.py itself, for fresh-interpreter cases).
+``driver`` (run.py itself, for start-up cases: a fresh process each time, ``python`` in
+their argv being this interpreter).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class Case:
 
     name: str
     runner: str
-    kind: str  # spawn, setup, naive, fail, ports, pasta, scale, import
+    kind: str  # spawn, setup, naive, fail, ports, pasta, scale, startup
     params: dict[str, Any] = field(default_factory=dict)
     floor: str = ""
     concurrency: int = 0  # scale cases: setups at once
@@ -70,6 +71,19 @@ PORTS_FLOOR = "setup v4+rootlessport floor @30MB"
 PASTA_FLOOR = "pasta floor @30MB"
 SCALE_FLOOR = "setup v4 floor @30MB"
 IMPORT_FLOOR = "python -c pass"
+RUN_TRUE = "pyslirp run -- true"
+STARTUP = {  # issue 12: import and `run` start-up against a bare interpreter and unshare
+    IMPORT_FLOOR: ["python", "-c", "pass"],
+    "python -c 'import pyslirp'": ["python", "-c", "import pyslirp"],
+    "unshare -n true": ["unshare", "-n", "true"],
+    RUN_TRUE: ["python", "-m", "pyslirp", "run", "--", "true"],
+}
+
+
+def _startup_case(name: str, argv: list[str]) -> Case:
+    floor = "" if name == IMPORT_FLOOR else IMPORT_FLOOR
+    return Case(name, "driver", "startup", {"argv": argv}, floor)
+
 
 CASES: list[Case] = [
     *(case for size in SIZES for case in _spawn_cases(size)),
@@ -89,8 +103,5 @@ CASES: list[Case] = [
             ),
         )
     ),
-    Case(IMPORT_FLOOR, "driver", "import", {"code": "pass"}),
-    Case(
-        "python -c 'import pyslirp'", "driver", "import", {"code": "import pyslirp"}, IMPORT_FLOOR
-    ),
+    *(_startup_case(name, argv) for name, argv in STARTUP.items()),
 ]

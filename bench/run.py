@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import nsutil
-from cases import CASES, PASTA_FLOOR, RSS_MIB, SCALE_FLOOR, Case
+from cases import CASES, IMPORT_FLOOR, PASTA_FLOOR, RSS_MIB, RUN_TRUE, SCALE_FLOOR, Case
 from stats import Row, Summary, table
 
 import pyslirp
@@ -50,7 +50,7 @@ class Plan:
         self.spawn = 10 if quick else 30
         self.setup = 3 if quick else 6
         self.fail = 5 if quick else 12
-        self.imports = 3 if quick else 5
+        self.startup = 3 if quick else 5
 
 
 class Floor:
@@ -227,7 +227,7 @@ class Bench:
             if case.kind == "ports":
                 request["ports"] = free_ports(len(names))
             return request, names
-        n = {"fail": plan.fail, "import": plan.imports}.get(case.kind, plan.spawn) + 1
+        n = {"fail": plan.fail, "startup": plan.startup}.get(case.kind, plan.spawn) + 1
         return {"n": n}, []
 
     def run_batch(self, case: Case, batch: dict[str, Any]) -> None:
@@ -246,7 +246,7 @@ class Bench:
                 not_netns=self.not_netns,
             )
         else:
-            reply = {"ns": [self._import(case.params["code"]) for _ in range(batch["n"])]}
+            reply = {"ns": [self._start(case.params["argv"]) for _ in range(batch["n"])]}
         if case.kind == "scale":
             self.scale[case.name].append(reply)
             self.samples[case.name].extend(reply["ns"])  # no warm-up inside: round 0 is
@@ -270,9 +270,10 @@ class Bench:
         return f"{flags}ready {','.join(paths)} -- {self.argv[ipv6]}"
 
     @staticmethod
-    def _import(code: str) -> int:
+    def _start(argv: list[str]) -> int:
+        argv = [sys.executable if arg == "python" else arg for arg in argv]
         t0 = time.perf_counter_ns()
-        subprocess.run([sys.executable, "-c", code], check=True)
+        subprocess.run(argv, check=True)
         return time.perf_counter_ns() - t0
 
     def round(self, number: int) -> None:
@@ -392,11 +393,11 @@ def report(bench: Bench, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                 floor_rate_n = scale_info[case.floor]["setups_per_s"]
                 note += f", {rate / floor_rate_n:.2f}x floor's; RSS {growth:+.0f} KiB/net"
         if case.name == "python -c 'import pyslirp'":
-            info["importtime_ms"] = importtime_ms(bench.plan.imports * 4)
+            info["importtime_ms"] = importtime_ms(bench.plan.startup * 4)
             note = f"-X importtime: pyslirp {info['importtime_ms']:.1f} ms cumulative"
         rows.append(Row(case.name, s, ratio, case.floor, note))
     goals = _goals(summaries, scale_info, floor_rate * cpus)
-    text = table(rows) + "\n\nGoals (issue 7, ratios from this run):\n" + "\n".join(goals)
+    text = table(rows) + "\n\nGoals (issues 7 and 12, ratios from this run):\n" + "\n".join(goals)
     data = {
         "machine": info,
         "cases": {
@@ -447,6 +448,9 @@ def _goals(s: dict[str, Summary], scale: dict[str, Any], goal_rate: float) -> li
     )
     floor_64 = scale["scale 64 at once floor @30MB"]["setups_per_s"]
     lines.append(f"  (the C floor itself, 64 at once: {floor_64:.0f} setups/s)")
+    import_ms = s["python -c 'import pyslirp'"].median - s[IMPORT_FLOOR].median
+    lines.append(check(f"import pyslirp, ms over {IMPORT_FLOOR} (issue 12)", import_ms, 10.0))
+    lines.append(ratio(RUN_TRUE, IMPORT_FLOOR, 1.6) + " (issue 12)")
     return lines
 
 

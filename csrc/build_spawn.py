@@ -1,4 +1,5 @@
-"""cffi build script for pyslirp's private C module ``pyslirp._spawn``."""
+"""cffi build script for pyslirp's private C module ``pyslirp._spawn``: the spawner,
+its reaper, and the init of ``pyslirp run``."""
 
 from cffi import FFI
 
@@ -87,7 +88,47 @@ ffibuilder.cdef(
     int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
     int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
     int pyslirp_reaper_start(void);
+    int pyslirp_remove_tree(const char *path);
     int pyslirp_socket_in_netns(const char *netns, int domain, int type, int protocol);
+
+    #define PYSLIRP_INIT_PREPARED ...
+    #define PYSLIRP_INIT_STEP_SIGNALS ...
+    #define PYSLIRP_INIT_STEP_FDS ...
+    #define PYSLIRP_INIT_STEP_ACCEPT_DAD ...
+    #define PYSLIRP_INIT_STEP_MOUNT_SLAVE ...
+    #define PYSLIRP_INIT_STEP_MOUNT_SCRATCH ...
+    #define PYSLIRP_INIT_STEP_RESOLV_CONF ...
+    #define PYSLIRP_INIT_STEP_HOSTS ...
+    #define PYSLIRP_INIT_STEP_MOUNT_PROC ...
+    #define PYSLIRP_INIT_STEP_MOUNT_SYS ...
+    #define PYSLIRP_INIT_STEP_IPV6 ...
+    #define PYSLIRP_INIT_STEP_FORK ...
+    #define PYSLIRP_INIT_STEP_CAPS ...
+    #define PYSLIRP_INIT_STEP_EXEC ...
+    #define PYSLIRP_INIT_STEP_CLONE ...
+    #define PYSLIRP_INIT_STEP_PIPE ...
+    #define PYSLIRP_INIT_STEP_REAPER ...
+    #define CLONE_NEWNS ...
+    #define CLONE_NEWPID ...
+
+    struct pyslirp_init_args {
+        int clone_flags;
+        const char *path;
+        char *const *argv;
+        char *const *envp;
+        int gate_fd;
+        int stop_fd;
+        int host_mounts_locked;
+        const char *resolv_conf;
+        size_t resolv_conf_len;
+        const char *hosts;
+        size_t hosts_len;
+        long long ipv6_deadline_ms;
+        int fd_limit;
+    };
+
+    int pyslirp_init_start(const struct pyslirp_init_args *args, struct pyslirp_slot *slot);
+    int pyslirp_init_relay(int pidfd, int sig);
     """
 )
 
@@ -99,8 +140,9 @@ ffibuilder.set_source(
     #endif
     #include <sched.h>
     #include "spawn.h"
+    #include "init.h"
     """,
-    sources=["csrc/spawn.c", "csrc/reaper.c", "csrc/netns.c"],
+    sources=["csrc/spawn.c", "csrc/reaper.c", "csrc/netns.c", "csrc/rmtree.c", "csrc/init.c"],
     include_dirs=["csrc"],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -122,6 +122,9 @@ int pyslirp_open_in_netns(const char *netns, const char *path, int flags);
 /* A socket (close-on-exec) of the network namespace ``netns``, made the same way. */
 int pyslirp_socket_in_netns(const char *netns, int domain, int type, int protocol);
 
+/* Remove the directory tree at ``path`` (a missing one too); 0 or the first errno. */
+int pyslirp_remove_tree(const char *path);
+
 /* Start this process's reaper thread if it is not running; 0 or an errno. */
 int pyslirp_reaper_start(void);
 

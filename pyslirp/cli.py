@@ -5,34 +5,16 @@ networking and published ports (``pyslirp run``), or show what it would use
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
-from .addresses import DEFAULT_SUBNET, get_dns, get_gateway, get_ip
-from .argv import BINARY_NAME
-from .config import Config
 from .errors import SlirpError
-from .features import probe_features
-from .options import OPTION_KEYS, SetupOptions, parse_options
-from .ports import parse_publish
-from .rootlessport import BINARY_NAME as ROOTLESSPORT
-from .slirp4netns import setup
-from .spawn import Child, spawn
+from .options import OPTION_KEYS
 
 ERROR_STATUS = 125  # podman's status for an error of its own, not the command's
-
-# CMD waits here, already in its namespaces, until the network is up: no race where it
-# starts without one. The gate fd is closed before CMD runs.
-GATE = 'read -r _ <&3 || exit 125; exec 3<&-; exec "$@"'
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 RUN_EXAMPLE = """\
 examples:
@@ -43,15 +25,18 @@ examples:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pyslirp`` console script; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    """Entry point of the ``pyslirp`` console script; returns the exit status.
+
+    pyslirp's own errors and the user's show as one line and status 125 (126/127 when CMD
+    cannot be run, as podman's); a bug keeps its traceback. Ctrl-C before CMD runs: 130.
+    """
     try:
+        args = _parser().parse_args(argv)
         status: int = args.func(args)
         return status
-    except (SlirpError, OSError, ValueError) as exc:
+    except SlirpError as exc:
         print(f"pyslirp: {exc}", file=sys.stderr)
-        return ERROR_STATUS
+        return getattr(exc, "status", ERROR_STATUS)  # a CommandError's is podman's 126/127
     except KeyboardInterrupt:  # before CMD runs; after, SIGINT is CMD's to handle
         return 128 + signal.SIGINT
 
@@ -62,10 +47,11 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="run a command in a new network namespace with slirp4netns networking",
-        description="Run CMD in a new network namespace with slirp4netns networking and "
-        "published ports. Exits with CMD's status (128+N if a signal N ended it), or 125 "
-        "for an error of pyslirp's own.",
+        help="run a command in a sandbox of its own with slirp4netns networking",
+        description="Run CMD in new network, PID and mount namespaces (and a user namespace "
+        "when rootless) with slirp4netns networking and published ports; a small init is its "
+        "PID 1. Exits with CMD's status (128+N if a signal N ended it), 125 for an error of "
+        "pyslirp's own, 126 if CMD cannot be executed, 127 if it is not found.",
         epilog=RUN_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -91,7 +77,18 @@ def _parser() -> argparse.ArgumentParser:
         help="also make a user namespace (the default when not run as root)",
     )
     run.add_argument(
-        "--ready-timeout", type=float, default=10.0, metavar="S", help="default: %(default)s"
+        "--dns",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="a nameserver for CMD's /etc/resolv.conf instead of slirp4netns's; repeatable",
+    )
+    run.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="bound on setting up the network, in seconds (default: %(default)s)",
     )
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     run.set_defaults(func=_run)
@@ -117,80 +114,35 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .config import Config
+    from .ports import parse_publish
+    from .sandbox import RunOptions, run
+
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        raise ValueError("no command given: pyslirp run [OPTIONS] -- CMD [ARG...]")
-    if shutil.which(command[0]) is None:
-        raise FileNotFoundError(f"command not found: {command[0]}")
-    ports = [parse_publish(spec) for spec in args.publish]
-    config = Config.load()
-    parse_options(config.network_cmd_options, args.option)  # fail before any spawn
-    rootless = args.rootless or os.geteuid() != 0
-
-    # Signals are taken with sigwaitinfo, so every thread started from here blocks them.
-    watched = {*FORWARDED, signal.SIGCHLD}
-    saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
-    try:
-        gate_r, gate_w = os.pipe()
-        try:
-            cmd = spawn(
-                ["sh", "-c", GATE, "pyslirp-gate", *command],
-                fds={3: gate_r},
-                setpgid=False,  # CMD stays in the terminal's foreground process group
-                new_netns=True,
-                new_userns=rootless,
-            )
-        finally:
-            os.close(gate_r)
-        try:
-            if rootless:
-                _map_to_root(cmd.pid)
-            opts = SetupOptions(
-                config=config,
-                container_id=f"pyslirp-{cmd.pid}",
-                netns=f"/proc/{cmd.pid}/ns/net",
-                userns_path=f"/proc/{cmd.pid}/ns/user" if rootless else None,
-                ports=ports,
-                extra_options=args.option,
-                pdeathsig=signal.SIGKILL,
-                ready_timeout=args.ready_timeout,
-            )
-            network = setup(opts)
-        except BaseException:
-            os.close(gate_w)
-            cmd.kill()
-            cmd.wait()
-            raise
-        with network:
-            os.write(gate_w, b"\n")
-            os.close(gate_w)
-            returncode = _wait_forwarding(cmd, watched)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
-    return returncode if returncode >= 0 else 128 - returncode
-
-
-def _map_to_root(pid: int) -> None:
-    """Map the caller's uid and gid to root in the new user namespace of ``pid``."""
-    Path(f"/proc/{pid}/setgroups").write_text("deny")
-    Path(f"/proc/{pid}/uid_map").write_text(f"0 {os.geteuid()} 1")
-    Path(f"/proc/{pid}/gid_map").write_text(f"0 {os.getegid()} 1")
-
-
-def _wait_forwarding(cmd: Child, watched: set[signal.Signals]) -> int:
-    """Wait for ``cmd`` to exit, forwarding the signals other processes send us.
-
-    Signals from the terminal (si_code SI_KERNEL) reached CMD already: it is in the same
-    foreground process group, so they are not sent twice.
-    """
-    while (returncode := cmd.poll()) is None:
-        info = signal.sigwaitinfo(watched)
-        if info.si_signo != signal.SIGCHLD and info.si_code <= 0:  # SI_USER, SI_QUEUE, ...
-            cmd.send_signal(info.si_signo)
-    return returncode
+    return run(
+        RunOptions(
+            command=command,
+            config=Config.load(),
+            ports=[parse_publish(spec) for spec in args.publish],
+            extra_options=args.option,
+            rootless=args.rootless or os.geteuid() != 0,
+            dns=args.dns,
+            ready_timeout=args.ready_timeout,
+        )
+    )
 
 
 def _info(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from .addresses import DEFAULT_SUBNET, get_dns, get_gateway, get_ip
+    from .argv import BINARY_NAME
+    from .config import Config
+    from .features import probe_features
+    from .options import parse_options
+    from .rootlessport import BINARY_NAME as ROOTLESSPORT
+
     config = Config.load()
     options = parse_options(config.network_cmd_options, args.option)
     slirp4netns = config.find_network_cmd()
@@ -239,6 +191,8 @@ def _info(args: argparse.Namespace) -> int:
 
 def _first_line(argv: list[str]) -> str | None:
     """The first line ``argv`` prints, or None if it cannot run."""
+    import subprocess
+
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True)
     except (OSError, subprocess.SubprocessError):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,8 +38,58 @@ def default_tmp_dir() -> str:
     """Podman's default ``tmp_dir``: /run/libpod for root, else under the runtime dir."""
     if not _is_rootless():
         return "/run/libpod"
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
-    return os.path.join(runtime_dir, "libpod", "tmp")
+    return os.path.join(runtime_dir(), "libpod", "tmp")
+
+
+def runtime_dir() -> str:
+    """The rootless runtime directory, found as podman finds it.
+
+    ``$XDG_RUNTIME_DIR``, else ``/run/user/UID``, else ``$TMPDIR/podman-run-UID``, else
+    ``$HOME/rundir``; each is made (mode 0700) if missing. A candidate that is not a
+    directory of ours closed to others is skipped: anyone can create
+    ``/tmp/podman-run-UID`` first. Raises :class:`ConfigError` naming every candidate
+    skipped when none is left.
+    """
+    uid = os.geteuid()
+    candidates = [
+        os.environ.get("XDG_RUNTIME_DIR"),
+        f"/run/user/{uid}",
+        os.path.join(os.environ.get("TMPDIR") or "/tmp", f"podman-run-{uid}"),
+    ]
+    home = os.environ.get("HOME")
+    if home:
+        candidates.append(os.path.join(os.path.realpath(home), "rundir"))
+    skipped = []
+    for candidate in candidates:
+        if not candidate:
+            skipped.append("$XDG_RUNTIME_DIR (not set)")
+            continue
+        why = _not_private(candidate, uid)
+        if why is None:
+            return candidate
+        skipped.append(f"{candidate} ({why})")
+    raise ConfigError(f"no usable runtime directory for rootless use: {'; '.join(skipped)}")
+
+
+def _not_private(path: str, uid: int) -> str | None:
+    """Why ``path`` cannot be our runtime directory (made if missing), or None if it can."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        return f"cannot create it: {exc.strerror}"
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return exc.strerror
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a directory"
+    if st.st_uid != uid:
+        return f"owned by uid {st.st_uid}"
+    if st.st_mode & 0o077 or st.st_mode & 0o700 != 0o700:
+        return f"mode {stat.S_IMODE(st.st_mode):04o}, not 0700"
+    return None
 
 
 def user_config_path() -> str:
@@ -194,6 +244,8 @@ _NETWORK_KEYS: dict[str, tuple[type, str]] = {
 def _read_engine(path: str) -> dict[str, Any]:
     """The ``[engine]`` (and ``[network]``) keys we use from one file, type-checked and
     ready for Config."""
+    import tomllib  # only when a containers.conf exists: most runs read none
+
     try:
         with open(path, "rb") as file:
             document = tomllib.load(file)

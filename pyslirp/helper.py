@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import os
 import resource
 import select
-import shutil
 import signal
 import subprocess
 import time
@@ -22,11 +22,13 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from ._spawn import lib
 from .errors import ReadyTimeout, StartError
 from .spawn import Child, spawn
 from .steps import Steps, Wait, drive
 
 PRIVATE_DIR_PREFIX = "pyslirp-"
+_serial = itertools.count(1)  # private directories made by this process
 PRIVATE_DIR_LOCK = ".lock"
 LOG_TAIL = 64 * 1024  # bytes of a helper's log kept for errors and log()
 MESSAGE_LINES = 8  # lines of that log an error message quotes, at most
@@ -76,12 +78,17 @@ class Helper:
         holds and whose process is gone was left by an owner that was killed, and is
         removed here first.
         """
-        name = f"{PRIVATE_DIR_PREFIX}{os.getpid()}-{os.urandom(3).hex()}"
-        self.private_dir = os.path.join(parent, name)
         try:
             os.makedirs(parent, mode=0o700, exist_ok=True)
             _remove_abandoned_dirs(parent)
-            os.mkdir(self.private_dir, 0o700)
+            while True:
+                name = f"{PRIVATE_DIR_PREFIX}{os.getpid()}-{next(_serial)}"
+                self.private_dir = os.path.join(parent, name)
+                try:
+                    os.mkdir(self.private_dir, 0o700)
+                    break
+                except FileExistsError:
+                    continue  # left by a process that had this pid, and it still holds
             self.child.lock(os.path.join(self.private_dir, PRIVATE_DIR_LOCK))
         except OSError as exc:
             raise start_error(f"cannot make a private directory for {self.name}", exc) from exc
@@ -244,7 +251,7 @@ class Helper:
         process is left alone (stopped, detached or killed already). Interrupted, it is
         run again by the finalizer."""
         if self.private_dir is not None and self._owner == os.getpid():
-            shutil.rmtree(self.private_dir, ignore_errors=True)  # still locked: ours alone
+            remove_tree(self.private_dir)  # still locked: ours alone
         self.child.restore()
         for name in ("ready_fd", "exit_fd", "log_fd", "out_fd", "lock_fd", "pidfd"):
             self.child.close_fd(name)
@@ -293,9 +300,14 @@ def _remove_abandoned_dirs(parent: str) -> None:
         try:
             with open(os.path.join(entry.path, PRIVATE_DIR_LOCK), "rb") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                shutil.rmtree(entry.path, ignore_errors=True)
+                remove_tree(entry.path)
         except (BlockingIOError, FileNotFoundError, NotADirectoryError):
             continue  # held (a pid reused), or removed meanwhile by another setup
+
+
+def remove_tree(path: str) -> None:
+    """Remove the directory tree at ``path``, best effort (in C: see csrc/rmtree.c)."""
+    lib.pyslirp_remove_tree(os.fsencode(path))
 
 
 def _alive(pid: int) -> bool:

@@ -39,7 +39,7 @@ SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), the terminating NUL included
 def check_tmp_dir(tmp_dir: str) -> None:
     """Refuse a ``tmp_dir`` so long that rootlessport's socket under its private state
     directory would not fit in a unix socket address (it would hang, never ready)."""
-    longest = os.path.join(tmp_dir, "pyslirp-4194304-123456") + SOCKET_SUFFIX
+    longest = os.path.join(tmp_dir, "pyslirp-4194304-999") + SOCKET_SUFFIX
     if len(os.fsencode(longest)) >= SUN_PATH_MAX:
         limit = SUN_PATH_MAX - len(longest) + len(tmp_dir) - 1
         raise OptionError(

@@ -1,16 +1,21 @@
-"""Process-hygiene probes the tests share: fds, children, zombies, mounts."""
+"""Process-hygiene probes the tests share (fds, children, zombies, mounts), and ways to run
+the ``pyslirp`` command, as root or as nobody."""
 
 from __future__ import annotations
 
 import ctypes
 import fcntl
+import json
 import os
 import select
 import socket
 import struct
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,6 +190,67 @@ def env_count(name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"{name} must be at least 1, not {value}")
     return value
+
+
+TESTS = Path(__file__).resolve().parent
+AS_NOBODY = str(TESTS / "as_nobody.py")
+PROBE = str(TESTS / "sandbox_probe.py")
+
+
+def pyslirp(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the ``pyslirp`` command to its end, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "pyslirp", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kwargs,
+    )
+
+
+def as_nobody(env: Mapping[str, str], *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    """Start the ``pyslirp`` command as nobody, with ``env`` as its whole environment."""
+    return subprocess.Popen(
+        [sys.executable, AS_NOBODY, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env),
+        cwd="/",
+        **kwargs,
+    )
+
+
+def probe_helpers(
+    run: list[str], loopback_port: int, python: str = sys.executable, **kwargs: Any
+) -> dict[str, Any]:
+    """Run ``sandbox_probe.py`` as CMD of ``run`` (the command up to ``run``) with a
+    published port, so that rootlessport runs too; hand it the helpers' host pids and
+    return its report, with those pids as ``helpers``."""
+    runner = subprocess.Popen(
+        [*run, "-p", f"{free_port()}:8080", "--", python, PROBE, str(loopback_port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        **kwargs,
+    )
+    try:
+        assert runner.stdin is not None and runner.stdout is not None
+        assert runner.stdout.readline() == "ready\n"  # CMD starts once every helper runs
+        helpers = {p for p, name in descendants(runner.pid).items() if name in HELPER_NAMES}
+        runner.stdin.write(" ".join(map(str, helpers)) + "\n")
+        runner.stdin.flush()
+        stdout, stderr = runner.communicate(timeout=60)
+    finally:
+        runner.kill()
+        runner.wait()
+    assert runner.returncode == 0, stderr
+    assert len(helpers) == 3
+    report: dict[str, Any] = json.loads(stdout)
+    report["helpers"] = sorted(helpers)
+    return report
 
 
 def host_ipv4() -> str:

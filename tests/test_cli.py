@@ -14,31 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers import HELPER_NAMES, descendants, free_port, wait_gone
+from helpers import (
+    HELPER_NAMES,
+    as_nobody,
+    descendants,
+    free_port,
+    pyslirp,
+    wait_asleep_in,
+    wait_gone,
+)
 
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"  # runnable by nobody, unlike a root-only pyenv
-
-# Import as root (the interpreter may live in a root-only home), then run as nobody.
-AS_NOBODY = """
-import encodings.idna, sys
-from pyslirp.cli import main
-import os
-os.setgroups([])
-os.setresgid(65534, 65534, 65534)
-os.setresuid(65534, 65534, 65534)
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def pyslirp(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pyslirp", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        **kwargs,
-    )
 
 
 @pytest.fixture
@@ -52,21 +39,15 @@ def nobody_runtime_dir():
     shutil.rmtree(path)
 
 
-def as_nobody(runtime_dir: Path, *args: str) -> subprocess.Popen[str]:
+def nobody_using(runtime_dir: Path, *args: str) -> subprocess.Popen[str]:
+    """``pyslirp`` as nobody, with ``runtime_dir`` as its XDG_RUNTIME_DIR and HOME."""
     env = {
         **os.environ,
         "HOME": str(runtime_dir),
         "XDG_RUNTIME_DIR": str(runtime_dir),
         "PYTHONUNBUFFERED": "1",
     }
-    return subprocess.Popen(
-        [sys.executable, "-c", AS_NOBODY, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd="/",
-    )
+    return as_nobody(env, *args)
 
 
 def test_run_gives_the_command_slirp_networking_and_its_status():
@@ -126,7 +107,7 @@ def test_run_publishes_a_port_and_sigterm_tears_everything_down():
 
 
 def test_unprivileged_run_has_networking(nobody_runtime_dir):
-    runner = as_nobody(
+    runner = nobody_using(
         nobody_runtime_dir, "run", "--", "sh", "-c", "id -u; ip -4 -o addr show tap0; exit 4"
     )
     stdout, stderr = runner.communicate(timeout=60)
@@ -140,7 +121,7 @@ def test_unprivileged_run_publishes_a_port(nobody_runtime_dir):
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         pytest.skip(f"{SYSTEM_PYTHON} is needed as a server nobody can run")
     port = free_port()
-    runner = as_nobody(
+    runner = nobody_using(
         nobody_runtime_dir, "run", "-p", f"{port}:8080", "--",
         SYSTEM_PYTHON, "-m", "http.server", "8080",
     )  # fmt: skip
@@ -165,9 +146,12 @@ def test_info_shows_slirp4netns_and_its_features():
         (["-p", "99999:80", "--", "true"], "99999:80"),
         (["-p", "abc", "--", "true"], '"abc"'),
         (["-o", "nope=1", "--", "true"], '"nope=1"'),
-        (["--", "pyslirp-no-such-command"], "pyslirp-no-such-command"),
         ([], "no command given"),
         (["--ready-timeout", "soon", "--", "true"], "soon"),
+        (["--ready-timeout", "inf", "--", "true"], "invalid ready timeout inf"),
+        (["--ready-timeout", "nan", "--", "true"], "invalid ready timeout nan"),
+        (["--ready-timeout", "1e10", "--", "true"], "invalid ready timeout 10000000000.0"),
+        (["--ready-timeout", "0", "--", "true"], "invalid ready timeout 0"),
     ],
 )
 def test_bad_input_exits_125_with_one_line_naming_it(args, named):
@@ -176,3 +160,38 @@ def test_bad_input_exits_125_with_one_line_naming_it(args, named):
     assert out.stdout == ""
     assert len(out.stderr.splitlines()) == 1, out.stderr
     assert named in out.stderr
+
+
+def test_ctrl_c_before_cmd_runs_exits_130_without_a_traceback(tmp_path):
+    """Ctrl-C while ``run`` is blocked setting up (here reading a containers.conf that is a
+    FIFO nobody writes) ends it with 130 and no traceback."""
+    fifo = tmp_path / "containers.conf"
+    os.mkfifo(fifo)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "pyslirp", "run", "--", "true"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CONTAINERS_CONF": str(fifo)},
+    )
+    try:
+        assert wait_asleep_in(f"/proc/{runner.pid}/task/{runner.pid}", "wait_for_partner")  # open()
+        runner.send_signal(signal.SIGINT)
+        _, stderr = runner.communicate(timeout=30)
+    finally:
+        runner.kill()
+        runner.wait()
+    assert runner.returncode == 130
+    assert stderr == ""
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """Only pyslirp's own errors become one line: anything else is a bug and propagates."""
+    import pyslirp.sandbox
+    from pyslirp.cli import main
+
+    def buggy(opts: object) -> int:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(pyslirp.sandbox, "run", buggy)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["run", "--", "true"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from pyslirp.config import (
     DEFAULT_HELPER_BINARIES_DIR,
     SYSTEM_CONFIG,
     Config,
+    _not_private,
     config_files,
     default_tmp_dir,
 )
@@ -50,10 +52,39 @@ def test_defaults_are_podmans_for_root() -> None:
     )
 
 
-def test_rootless_tmp_dir_is_under_xdg_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rootless_tmp_dir_is_under_xdg_runtime_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700)
+    os.chown(runtime, 1000, 1000)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
-    assert default_tmp_dir() == "/run/user/1000/libpod/tmp"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    assert default_tmp_dir() == f"{runtime}/libpod/tmp"
+
+
+def test_a_missing_runtime_dir_candidate_is_made_private(tmp_path: Path) -> None:
+    assert _not_private(str(tmp_path / "new"), os.geteuid()) is None
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "why"),
+    [
+        ("d", lambda p: (p.mkdir(mode=0o700), os.chown(p, 1001, 1001)), "owned by uid 1001"),
+        ("d", lambda p: (p.mkdir(), p.chmod(0o777)), "mode 0777, not 0700"),
+        ("d", lambda p: (p.mkdir(), p.chmod(0o750)), "mode 0750, not 0700"),
+        ("d", lambda p: p.symlink_to("/"), "not a directory"),
+        ("d", lambda p: p.write_text(""), "not a directory"),
+        ("no/d", lambda p: None, "cannot create it: No such file or directory"),
+    ],
+)
+def test_a_runtime_dir_candidate_not_privately_ours_is_skipped(
+    tmp_path: Path, name: str, make: Callable[[Path], object], why: str
+) -> None:
+    path = tmp_path / name
+    make(path)
+    assert _not_private(str(path), os.geteuid()) == why
 
 
 def test_debians_real_containers_conf_parses_to_defaults() -> None:

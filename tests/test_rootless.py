@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from helpers import free_port, pids_of
+from helpers import AS_NOBODY, as_nobody, free_port, pids_of, probe_helpers
 from netns_tools import ROOTLESS_PRELUDE
 
 NOBODY = 65534
@@ -84,3 +87,84 @@ def test_unprivileged_user_publishes_a_port_through_userns_path(nobody_dir, tun_
     assert pids_of("slirp4netns") == set()
     assert pids_of("rootlessport") == set()
     assert [p.name for p in nobody_dir.iterdir()] in ([], ["rp"])
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # runnable by nobody, unlike a root-only pyenv
+
+
+@pytest.fixture
+def bare_session(tun_for_everyone):
+    """nobody's environment in a bare session: no XDG_RUNTIME_DIR, no /run/user/UID, a
+    HOME it cannot write; TMPDIR is a sticky directory of the test's, like /tmp."""
+    if os.path.exists(f"/run/user/{NOBODY}"):
+        pytest.skip(f"/run/user/{NOBODY} exists on this machine")
+    tmp = Path(tempfile.mkdtemp(prefix="pyslirp-bare-"))
+    tmp.chmod(0o1777)
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env.update(HOME="/nonexistent", TMPDIR=str(tmp), PYTHONUNBUFFERED="1")
+    yield env
+    shutil.rmtree(tmp)
+
+
+def test_bare_session_runs_and_publishes_a_port(bare_session):
+    port = free_port()
+    runner = as_nobody(
+        bare_session, "run", "-p", f"{port}:8080", "--", SYSTEM_PYTHON, "-m", "http.server", "8080"
+    )
+    try:
+        assert runner.stdout is not None
+        banner = runner.stdout.readline()
+        assert banner.startswith("Serving HTTP"), banner + runner.communicate()[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as reply:
+            assert "Directory listing for /" in reply.read().decode()
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        runner.kill()
+        runner.communicate()
+    runtime_dir = Path(bare_session["TMPDIR"]) / f"podman-run-{NOBODY}"
+    assert runtime_dir.stat().st_uid == NOBODY
+    assert stat.S_IMODE(runtime_dir.stat().st_mode) == 0o700
+    tmp_dir = runtime_dir / "libpod" / "tmp"
+    assert [p.name for p in tmp_dir.iterdir()] in ([], ["rp"])  # rp: rootlessport's own
+
+
+def test_a_planted_runtime_dir_is_neither_used_nor_written(bare_session):
+    planted = Path(bare_session["TMPDIR"]) / f"podman-run-{NOBODY}"
+    planted.mkdir()
+    planted.chmod(0o777)  # owned by root, open to all: anyone could have made it
+    before = planted.stat()
+    _, stderr = as_nobody(bare_session, "run", "--", "true").communicate(timeout=60)
+    assert stderr.count("\n") == 1 and stderr.startswith("pyslirp: no usable runtime directory")
+    assert f"{planted} (owned by uid 0)" in stderr
+    assert list(planted.iterdir()) == []
+    assert planted.stat().st_mtime_ns == before.st_mtime_ns
+
+
+def test_rootless_ipv6_is_usable_when_cmd_starts(bare_session):
+    runner = as_nobody(
+        bare_session, "run", "--", "sh", "-c", "ip -6 -o addr show dev tap0 scope global"
+    )
+    stdout, stderr = runner.communicate(timeout=60)
+    assert runner.returncode == 0, stderr
+    assert " inet6 fd00::" in stdout
+    assert "tentative" not in stdout
+
+
+def test_rootless_cmd_cannot_see_or_reach_the_helpers(bare_session):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        report = probe_helpers(
+            [sys.executable, AS_NOBODY, "run"],
+            listener.getsockname()[1],
+            python=SYSTEM_PYTHON,
+            env=bare_session,
+        )
+    assert report["comms"] == ["pyslirp-init", "python3"]
+    assert report["umount"] is False  # no CAP_SYS_ADMIN: the host's /proc stays covered
+    assert report["comms_after_umount"] == report["comms"]
+    assert report["mem_opened"] == []
+    assert report["nested_umount"] is False  # locked in a nested user namespace
+    assert report["comms_nested"] == report["comms"]
+    assert report["host_loopback"] is False
