@@ -22,7 +22,7 @@ class Case:
 
     name: str
     runner: str
-    kind: str  # spawn, setup, naive, fail, ports, pasta, scale, startup
+    kind: str  # spawn, setup, asetup, naive, fail, ports, pasta, scale, startup
     params: dict[str, Any] = field(default_factory=dict)
     floor: str = ""
     concurrency: int = 0  # scale cases: setups at once
@@ -93,6 +93,7 @@ CASES: list[Case] = [
     Case("setup() v4+rootlessport @30MB", "py30", "ports", {}, PORTS_FLOOR),
     Case(PASTA_FLOOR, "c30", "pasta"),
     Case("pasta.setup() @30MB", "py30", "pasta", {}, PASTA_FLOOR),
+    Case("asetup() v4 @30MB", "py30", "asetup", {}, "setup v4 floor @30MB"),
     *(
         case
         for n in SCALES
@@ -100,6 +101,14 @@ CASES: list[Case] = [
             Case(f"scale {n} at once floor @30MB", "c30", "scale", {}, "", n),
             Case(
                 f"scale {n} at once @30MB", "py30", "scale", {}, f"scale {n} at once floor @30MB", n
+            ),
+            Case(
+                f"scale {n} at once asyncio @30MB",
+                "py30",
+                "scale",
+                {"how": "asyncio"},
+                f"scale {n} at once floor @30MB",
+                n,
             ),
         )
     ),

@@ -6,6 +6,7 @@ teardown are outside. Every process started is stopped before a function returns
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import signal
@@ -221,13 +222,32 @@ def fail_case(p: Params) -> Result:
     return {"ns": times}
 
 
+def asetup_case(p: Params) -> Result:
+    """``await asetup()`` to ready in each fresh netns, on a loop made outside the timer."""
+    times = []
+    loop = asyncio.new_event_loop()
+    try:
+        for netns in p["netns"]:
+            opts = _options(p, netns)
+            t0 = time.perf_counter_ns()
+            result = loop.run_until_complete(pyslirp.asetup(opts))
+            times.append(time.perf_counter_ns() - t0)
+            loop.run_until_complete(result.aclose())
+    finally:
+        loop.close()
+    return {"ns": times}
+
+
 def scale_case(p: Params) -> Result:
-    """``len(p["netns"])`` setups at once from a thread pool of that size.
+    """``len(p["netns"])`` setups at once, from a thread pool of that size or, with
+    ``p["how"] == "asyncio"``, with ``asyncio.gather`` on this one thread.
 
     Each latency runs from the common start to that setup's return, as the C floor's
     does; also returns the wall time until all were ready, and this process's RSS before
     and while all networks are live.
     """
+    if p.get("how") == "asyncio":
+        return _scale_asyncio(p)
     paths = p["netns"]
     live: list[pyslirp.SetupResult] = []
     t0 = 0
@@ -255,6 +275,38 @@ def scale_case(p: Params) -> Result:
     }
 
 
+def _scale_asyncio(p: Params) -> Result:
+    """:func:`scale_case` on one event loop; also the process's threads during the burst."""
+    paths = p["netns"]
+
+    async def burst() -> Result:
+        live: list[pyslirp.SetupResult] = []
+        t0 = 0
+
+        async def one(netns: str) -> int:
+            live.append(await pyslirp.asetup(_options(p, netns)))
+            return time.perf_counter_ns() - t0
+
+        try:
+            rss_before = _rss_kib()
+            threads_before = len(os.listdir("/proc/self/task"))
+            t0 = time.perf_counter_ns()
+            latencies = await asyncio.gather(*(one(netns) for netns in paths))
+            threads_during = len(os.listdir("/proc/self/task"))
+            rss_live = _rss_kib()
+        finally:
+            await asyncio.gather(*(result.aclose() for result in live))
+        return {
+            "ns": list(latencies),
+            "wall_ns": max(latencies),
+            "rss_before_kib": rss_before,
+            "rss_live_kib": rss_live,
+            "threads_added": threads_during - threads_before,
+        }
+
+    return asyncio.run(burst())
+
+
 def _rss_kib() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -270,4 +322,5 @@ CASES: dict[str, Callable[[Params], Result]] = {
     "naive": naive_case,
     "fail": fail_case,
     "scale": scale_case,
+    "asetup": asetup_case,
 }

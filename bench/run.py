@@ -221,7 +221,7 @@ class Bench:
         if case.kind == "scale":
             names = self._names(case.concurrency)
             return {"names": names}, names
-        if case.kind in ("setup", "naive", "ports", "pasta"):
+        if case.kind in ("setup", "asetup", "naive", "ports", "pasta"):
             names = self._names(plan.setup + 1)
             request: dict[str, Any] = {"names": names}
             if case.kind == "ports":
@@ -448,6 +448,15 @@ def _goals(s: dict[str, Summary], scale: dict[str, Any], goal_rate: float) -> li
     )
     floor_64 = scale["scale 64 at once floor @30MB"]["setups_per_s"]
     lines.append(f"  (the C floor itself, 64 at once: {floor_64:.0f} setups/s)")
+    lines.append(ratio("asetup() v4 @30MB", "setup v4 floor @30MB", 1.10) + " (issue 13)")
+    aio_64 = scale["scale 64 at once asyncio @30MB"]["setups_per_s"]
+    threaded_64 = scale["scale 64 at once @30MB"]["setups_per_s"]
+    lines.append(
+        check("64 at once, asyncio / 64 threads (issue 13)", aio_64 / threaded_64, 1.0, False)
+    )
+    lines.append(check("64 at once, asyncio / C floor (issue 13)", aio_64 / floor_64, 0.9, False))
+    added = max(r["threads_added"] for r in scale["scale 64 at once asyncio @30MB"]["runs"])
+    lines.append(check("threads added during an asyncio burst (issue 13)", added, 0))
     import_ms = s["python -c 'import pyslirp'"].median - s[IMPORT_FLOOR].median
     lines.append(check(f"import pyslirp, ms over {IMPORT_FLOOR} (issue 12)", import_ms, 10.0))
     lines.append(ratio(RUN_TRUE, IMPORT_FLOOR, 1.6) + " (issue 12)")
