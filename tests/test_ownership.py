@@ -18,7 +18,7 @@ import pytest
 
 import pyslirp
 
-from helpers import children, descendants, free_port, pids_of, wait_gone, zombies
+from helpers import children, descendants, free_port, open_fds, pids_of, wait_gone, zombies
 
 PROGRAMS = Path(__file__).parent / "programs"
 HANDLERS = ["none", "rootlesskit", "slirp4netns"]
@@ -334,3 +334,17 @@ def test_a_failing_rootlessport_leaves_no_zombie_with_a_subreaper(hygiene, short
         assert children() == {}
     finally:
         set_child_subreaper(False)
+
+
+# --- what a live network holds ------------------------------------------------------------
+
+
+def test_a_live_network_holds_two_fds_and_its_log_stays_readable(hygiene, config, make_netns):
+    before = len(open_fds())
+    results = [pyslirp.setup(options(config, make_netns())) for _ in range(4)]
+    try:
+        assert len(open_fds()) - before == 2 * len(results)  # its pidfd and its exit pipe
+        assert "experimental" in results[0].log()  # slirp4netns's own warnings, read live
+    finally:
+        for result in results:
+            result.close()
