@@ -33,7 +33,7 @@ from .netstatus import NetAddress, NetInterface, StatusBlock
 from .options import NetworkOptions, SetupOptions, parse_options
 from .ports import PortMapping, parse_publish
 from .rootlessport import setup_rootless_port_mapping_via_rlk
-from .slirp4netns import SetupResult, setup
+from .slirp4netns import SetupResult, close_all, setup
 from .spawn import DEVNULL, Child, spawn
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ __all__ = [
     "SubnetError",
     "asetup",
     "asetup_rootless_port_mapping_via_rlk",
+    "close_all",
     "get_dns",
     "get_gateway",
     "get_ip",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import select
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
 
@@ -52,6 +52,51 @@ def drive(steps: Steps[T]) -> T:
         if pending is not None:
             raise pending from None
         return done.value  # type: ignore[no-any-return]
+
+
+def drive_all(many: Iterable[Steps[object]]) -> None:
+    """Run many step sequences at once in this thread: each is resumed when one of the
+    fds it waits on is readable or its deadline comes, so their waits overlap. The first
+    error is raised once all have ended; Ctrl-C is thrown into every one still running."""
+    waits: dict[Steps[object], Wait] = {}
+    errors: list[BaseException] = []
+
+    def resume(steps: Steps[object], ready: frozenset[int] | BaseException) -> None:
+        try:
+            if isinstance(ready, BaseException):
+                waits[steps] = steps.throw(ready)
+            else:
+                waits[steps] = steps.send(ready) if steps in waits else next(steps)
+        except StopIteration:
+            waits.pop(steps, None)
+        except BaseException as exc:  # the others still end: raised after
+            waits.pop(steps, None)
+            errors.append(exc)
+
+    for steps in many:
+        resume(steps, frozenset())
+    while waits:
+        deadlines = [w.deadline for w in waits.values() if w.deadline is not None]
+        union = tuple({fd for w in waits.values() for fd in w.fds})
+        try:
+            ready = _poll(Wait(union, min(deadlines, default=None)))
+        except BaseException as exc:  # Ctrl-C: each cleans up as drive() would let it
+            for steps in list(waits):
+                resume(steps, exc)
+                if steps in waits:
+                    waits.pop(steps)
+                    try:
+                        drive(steps)
+                    except BaseException as error:
+                        errors.append(error)
+            raise
+        now = time.monotonic()
+        for steps, wait in list(waits.items()):
+            mine = ready.intersection(wait.fds)
+            if mine or (wait.deadline is not None and now >= wait.deadline):
+                resume(steps, mine)
+    if errors:
+        raise errors[0]
 
 
 def _poll(wait: Wait) -> frozenset[int]:

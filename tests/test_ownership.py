@@ -25,10 +25,11 @@ HANDLERS = ["none", "rootlesskit", "slirp4netns"]
 
 
 def options(config, netns, handler="none", **kwargs):
-    if handler != "none":
+    if handler != "none":  # a free port per call: containers at once publish different ones
         kwargs["ports"] = [pyslirp.PortMapping(host_port=free_port(), container_port=80)]
         kwargs["extra_options"] = [f"port_handler={handler}"]
-    return pyslirp.SetupOptions(config=config, container_id="ctr", netns=netns, **kwargs)
+    container_id = kwargs.pop("container_id", "ctr")
+    return pyslirp.SetupOptions(config=config, container_id=container_id, netns=netns, **kwargs)
 
 
 class Owner:
@@ -348,3 +349,41 @@ def test_a_live_network_holds_two_fds_and_its_log_stays_readable(hygiene, config
     finally:
         for result in results:
             result.close()
+
+
+# --- many at once (issue 16) --------------------------------------------------------------
+
+
+def test_close_all_signals_every_helper_before_it_reaps_any(hygiene, short_tmp, make_netns):
+    journal = short_tmp / "journal"
+    fake = short_tmp / "slirp4netns"
+    flags = "--mtu --enable-sandbox --enable-ipv6 --netns-type --userns-path"
+    stamp = f'echo "$1 $(date +%s%N)" >> {journal}'
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$1" = --help ]; then echo "{flags}"; exit 0; fi\n'
+        f"stamp() {{ {stamp}; }}\n"
+        "trap 'stamp term; sleep 0.2; stamp exit; exit 0' TERM\n"
+        "printf 1 >&3\nwhile :; do sleep 0.05; done\n"
+    )
+    fake.chmod(0o755)
+    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), network_cmd_path=str(fake))
+    results = [pyslirp.setup(options(config, make_netns(), container_id=f"c{i}")) for i in range(6)]
+    pyslirp.close_all(results)
+    stamps = [line.split() for line in journal.read_text().splitlines()]
+    terms = [int(t) for event, t in stamps if event == "term"]
+    exits = [int(t) for event, t in stamps if event == "exit"]
+    assert len(terms) == len(exits) == 6
+    assert max(terms) < min(exits)  # the stops overlapped: none waited for another
+    assert all(result.returncode == 0 for result in results)
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_close_all_leaves_nothing(hygiene, config, make_netns, handler):
+    results = [
+        pyslirp.setup(options(config, make_netns(), handler, container_id=f"c{i}"))
+        for i in range(5)
+    ]
+    pids = {r.pid for r in results} | {r.rootlessport.pid for r in results if r.rootlessport}
+    pyslirp.close_all(results)
+    assert all(wait_gone(pid, timeout=0) for pid in pids)
+    assert not Path(config.tmp_dir).exists() or os.listdir(config.tmp_dir) == []
