@@ -5,7 +5,7 @@ from __future__ import annotations
 import select
 
 from .errors import StartError
-from .spawn import FdLike
+from .process import FdLike
 
 
 def check_exit_pipe(helper: str, pipe_r: FdLike) -> None:

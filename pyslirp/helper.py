@@ -24,7 +24,7 @@ from typing import Any
 
 from ._spawn import lib
 from .errors import ReadyTimeout, StartError
-from .spawn import Child, SlotFd, spawn
+from .process import Child, spawn
 from .steps import Steps, Wait, drive
 
 PRIVATE_DIR_PREFIX = "pyslirp-"
@@ -35,7 +35,6 @@ MESSAGE_LINES = 8  # lines of that log an error message quotes, at most
 MESSAGE_CHARS = 2000
 EXIT_GRACE = 0.1  # seconds a helper that closed its ready fd gets to exit
 KILL_WAIT = 1.0  # seconds a finalizer waits for a helper it SIGKILLed
-KEPT_UNTIL_READY: tuple[SlotFd, ...] = ("log_fd", "out_fd")  # read for errors before ready
 
 # Exit pipes of detached helpers: kept open for the life of this process, so that the
 # helpers live as long as it does (and not longer).
@@ -103,23 +102,10 @@ class Helper:
             raise start_error(f"cannot start {argv[0]}", exc) from exc
 
     def log(self) -> str:
-        """What the helper wrote to its log (the last 64 KiB), or "" when it has none.
-
-        Once the helper is ready the log's fd is no longer held here (one fd less per
-        live helper): the log is then read through the helper's own stderr while it
-        runs, and is gone with it.
-        """
+        """What the helper wrote to its log (the last 64 KiB), or "" when it has none; it
+        stays readable after the helper died, until the handle is closed."""
         fd = self.child.fd("log_fd")
-        if fd >= 0:
-            return read_tail(fd)
-        if self.child.poll() is not None or not self.child.pid:
-            return ""
-        try:  # unreaped (checked above and after), so the pid is still the helper's
-            with open(f"/proc/{self.pid}/fd/2", "rb") as stderr:
-                text = read_tail(stderr.fileno())
-        except OSError:
-            return ""
-        return text if self.child.poll() is None else ""
+        return read_tail(fd) if fd >= 0 else ""
 
     def output(self) -> str:
         """What the helper wrote to its captured stdout, or ""."""
@@ -144,8 +130,7 @@ class Helper:
                 # A helper may write its byte and exit at once: the byte wins.
                 if ready_fd in ready:
                     if os.read(ready_fd, 1):
-                        for name in KEPT_UNTIL_READY:
-                            self.child.close_fd(name)
+                        self.child.close_fd("out_fd")  # read only for errors before ready
                         return
                     # EOF: usually the helper is on its way out; say how it ended if it does.
                     if pidfd >= 0:

@@ -20,7 +20,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ._spawn import lib
 from .errors import ReadyTimeout, StartError
-from .spawn import DEVNULL, spawn
+from .process import DEVNULL, spawn
 
 IPAddress = IPv4Address | IPv6Address
 

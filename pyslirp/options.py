@@ -18,7 +18,7 @@ from .gostrconv import go_atoi, go_quote
 from .ports import PortMapping
 
 if TYPE_CHECKING:
-    from .spawn import FdLike
+    from .process import FdLike
 
 PortHandler = Literal["rootlesskit", "slirp4netns"]
 PORT_HANDLERS: tuple[PortHandler, ...] = get_args(PortHandler)

@@ -34,7 +34,7 @@ from .netnsaddr import IPAddress, netns_addresses
 from .options import _check_path, _check_pdeathsig, _check_ready_timeout, _check_strings
 from .pastaargv import SLIRP4NETNS_PRESET, child_options, create_pasta_args
 from .ports import PortMapping
-from .spawn import DEVNULL
+from .process import DEVNULL
 
 __all__ = ["BINARY_NAME", "SetupOptions", "SetupResult", "setup"]
 

@@ -31,8 +31,8 @@ from .gostrconv import go_quote
 from .lookpath import is_executable, look_path
 from .options import NetworkOptions, SetupOptions, parse_options
 from .ports import PortMapping
+from .process import Child
 from .slirp4netns import SetupResult, setup
-from .spawn import Child
 
 __all__ = ["CommandError", "RunOptions", "hosts_file", "resolv_conf", "run"]
 

@@ -32,8 +32,8 @@ from .gostrconv import go_quote
 from .helper import Helper, start_error
 from .options import SetupOptions, fd_of
 from .ports import slirp4netns_hostfwd_args
+from .process import DEVNULL, Child
 from .rootlessport import check_tmp_dir, start_rootlessport
-from .spawn import DEVNULL, Child
 from .steps import Steps, drive, drive_all
 
 __all__ = ["SetupOptions", "SetupResult", "close_all", "setup"]

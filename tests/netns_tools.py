@@ -104,7 +104,11 @@ def echo_server(netns: str, proto: str, *ports: int) -> Iterator[None]:
 # the peer's address.
 ROOTLESS_PRELUDE = r"""
 import contextlib, ctypes, encodings.idna, json, os, socket, subprocess, sys  # idna: lazy
+import tomllib  # config loads it lazily
 import pyslirp
+
+for name in pyslirp.__all__:  # pyslirp loads its modules on first use: all of them now
+    getattr(pyslirp, name)
 
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 libc = ctypes.CDLL(None, use_errno=True)

@@ -14,6 +14,8 @@ import pyslirp
 
 def main() -> None:
     netns, tmp_dir = sys.argv[1:3]
+    for name in pyslirp.__all__:  # pyslirp loads its modules on first use: all of them now
+        getattr(pyslirp, name)
     config = pyslirp.Config(tmp_dir=tmp_dir)
     pyslirp.probe_features(config.find_network_cmd())  # cached before threads run out
     opts = pyslirp.SetupOptions(config=config, container_id="nothreads", netns=netns)
