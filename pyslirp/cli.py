@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"a slirp4netns network option ({', '.join(OPTION_KEYS)}); repeatable",
     )
     run.add_argument(
+        "--network",
+        default="slirp4netns",
+        metavar="slirp4netns[:OPT=V,...]|pasta[:ARG,...]",
+        help="the network backend, with options as podman takes them (default: %(default)s; "
+        "pasta gets slirp4netns's addresses: 10.0.2.100, gateway .2, DNS .3)",
+    )
+    run.add_argument(
         "--rootless",
         action="store_true",
         help="also make a user namespace (the default when not run as root)",
@@ -119,12 +126,15 @@ def _run(args: argparse.Namespace) -> int:
     from .sandbox import RunOptions, run
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    network, _, network_options = args.network.partition(":")
+    extra = network_options.split(",") if network_options else []
     return run(
         RunOptions(
             command=command,
             config=Config.load(),
             ports=[parse_publish(spec) for spec in args.publish],
-            extra_options=args.option,
+            network=network,
+            extra_options=[*args.option, *extra],
             rootless=args.rootless or os.geteuid() != 0,
             dns=args.dns,
             ready_timeout=args.ready_timeout,
@@ -139,7 +149,7 @@ def _info(args: argparse.Namespace) -> int:
     from .addresses import DEFAULT_SUBNET, get_dns, get_gateway, get_ip
     from .argv import BINARY_NAME
     from .config import Config
-    from .features import probe_features
+    from .features import probe_features, probe_pasta_features
     from .options import parse_options
     from .rootlessport import BINARY_NAME as ROOTLESSPORT
 
@@ -150,6 +160,10 @@ def _info(args: argparse.Namespace) -> int:
         rootlessport: str | None = config.find_helper_binary(ROOTLESSPORT)
     except SlirpError:
         rootlessport = None
+    try:
+        pasta: str | None = config.find_pasta()
+    except SlirpError:
+        pasta = None
     subnet = options.cidr or DEFAULT_SUBNET
     report: dict[str, Any] = {
         "slirp4netns": {
@@ -160,6 +174,11 @@ def _info(args: argparse.Namespace) -> int:
         "rootlessport": {
             "path": rootlessport,
             "version": _first_line(["podman", "--version"]) if rootlessport else None,
+        },
+        "pasta": {
+            "path": pasta,
+            "version": _first_line([pasta, "--version"]) if pasta else None,
+            "features": dataclasses.asdict(probe_pasta_features(pasta)) if pasta else None,
         },
         "config_files": list(config.loaded_files),
         "tmp_dir": config.tmp_dir,
@@ -180,6 +199,12 @@ def _info(args: argparse.Namespace) -> int:
     print(f"  features: {', '.join(enabled)}")
     print(f"{ROOTLESSPORT}: {rootlessport or 'not found'}", end="")
     print(f" ({report['rootlessport']['version']})" if rootlessport else "")
+    print(f"pasta: {pasta or 'not found'}", end="")
+    if pasta:
+        features = [name for name, on in report["pasta"]["features"].items() if on]
+        print(f" ({report['pasta']['version']}; features: {', '.join(features) or 'none'})")
+    else:
+        print()
     print(f"containers.conf: {', '.join(config.loaded_files) or 'none read'}")
     print(f"tmp_dir: {config.tmp_dir}")
     print("options: " + ", ".join(f"{k}={v}" for k, v in report["options"].items()))

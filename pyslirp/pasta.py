@@ -17,6 +17,7 @@ switches backends; it is what a sandbox wants that must not see the host's addre
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -24,7 +25,7 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from .config import Config
 from .errors import OptionError, PortForwardError, SlirpError, StartError
@@ -40,6 +41,8 @@ __all__ = ["BINARY_NAME", "SetupOptions", "SetupResult", "setup"]
 
 BINARY_NAME = "pasta"
 READY_FD = 3  # pasta's pid file is /dev/fd/3: the pid written is the ready signal
+NETNS_FD = 4  # the namespaces pasta joins, as /proc/self/fd/N
+USERNS_FD = 5
 Addressing = Literal["host", "slirp4netns"]
 
 logger = logging.getLogger("pyslirp")
@@ -155,22 +158,41 @@ def setup(opts: SetupOptions) -> SetupResult:
     deadline = started + opts.ready_timeout
     config = opts.config
     binary = config.find_pasta()
-    preset = SLIRP4NETNS_PRESET if opts.addressing == "slirp4netns" else ()
-    pasta_args = create_pasta_args(
-        config.pasta_options,
-        [*preset, *opts.extra_options],
-        opts.ports,
-        opts.netns,
-        map_guest_addr=probe_pasta_features(binary).map_guest_addr,
-    )
-    own = child_options(pasta_args.args, root=os.geteuid() == 0, userns=opts.userns_path)
-    argv = [binary, "--pid", f"/dev/fd/{READY_FD}", *own, *pasta_args.args]
     result = SetupResult(label=f"{BINARY_NAME} for netns {opts.netns}")
     try:
-        logger.debug("starting %s", argv)
-        result.pasta.spawn(
-            argv, ready_fd=READY_FD, stdin=DEVNULL, log=True, pdeathsig=opts.pdeathsig
-        )
+        with contextlib.ExitStack() as files:
+            # A namespace of a process (/proc/PID/ns/...) is handed to pasta as its own
+            # fd: once pasta has dropped its capabilities it can open neither that of a
+            # process that is not dumpable nor, rootless, another's user namespace. A
+            # named netns stays a path: pasta watches it and quits when it is deleted.
+            # (File objects: a Ctrl-C between an open and its owner leaves nothing.)
+            fds: dict[int, BinaryIO] = {}
+            netns, userns = opts.netns, opts.userns_path
+            if netns.startswith("/proc/"):
+                fds[NETNS_FD] = files.enter_context(_open_namespace(netns, "netns"))
+                netns = f"/proc/self/fd/{NETNS_FD}"
+            if userns is not None and userns.startswith("/proc/"):
+                fds[USERNS_FD] = files.enter_context(_open_namespace(userns, "userns"))
+                userns = f"/proc/self/fd/{USERNS_FD}"
+            preset = SLIRP4NETNS_PRESET if opts.addressing == "slirp4netns" else ()
+            pasta_args = create_pasta_args(
+                config.pasta_options,
+                [*preset, *opts.extra_options],
+                opts.ports,
+                netns,
+                map_guest_addr=probe_pasta_features(binary).map_guest_addr,
+            )
+            own = child_options(pasta_args.args, root=os.geteuid() == 0, userns=userns)
+            argv = [binary, "--pid", f"/dev/fd/{READY_FD}", *own, *pasta_args.args]
+            logger.debug("starting %s", argv)
+            result.pasta.spawn(
+                argv,
+                fds=fds,
+                ready_fd=READY_FD,
+                stdin=DEVNULL,
+                log=True,
+                pdeathsig=opts.pdeathsig,
+            )
         try:
             result.pasta.wait_ready(deadline)
         except StartError as exc:
@@ -185,6 +207,17 @@ def setup(opts: SetupOptions) -> SetupResult:
         raise
     logger.debug("%s ready in %.1f ms", result.pasta.label, (time.monotonic() - started) * 1e3)
     return result
+
+
+def _open_namespace(path: str, what: str) -> BinaryIO:
+    try:
+        return open(path, "rb", buffering=0)
+    except OSError as exc:
+        raise StartError(
+            f"Couldn't open {what} {path}: {exc.strerror} "
+            f"(netns must be the path of a network namespace (/run/netns/NAME, "
+            f"/proc/PID/ns/net))"
+        ) from exc
 
 
 # What pasta prints before each message when no syslog listens (no /dev/log).

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from typing import Any
 
+from . import pasta
 from ._spawn import ffi, lib
 from .addresses import DEFAULT_SUBNET, get_dns, get_gateway
 from .config import Config
@@ -49,6 +50,7 @@ RELAYED = (
 MAX_READY_TIMEOUT = 3600.0
 IPV6_DNS = "fd00::3"  # slirp4netns's DNS on its IPv6 network
 HOST_ALIAS = "host.containers.internal"
+NETWORKS = ("slirp4netns", "pasta")
 RESOLV_CONF = "/etc/resolv.conf"
 HOSTS = "/etc/hosts"
 _KEPT_RESOLV_KEYS = (["search"], ["domain"], ["options"])  # a line's first word
@@ -88,7 +90,8 @@ class RunOptions:
     command: Sequence[str]
     config: Config = field(default_factory=Config)
     ports: Sequence[PortMapping] = ()
-    extra_options: Sequence[str] = ()
+    network: str = "slirp4netns"  # or "pasta"
+    extra_options: Sequence[str] = ()  # the backend's: slirp4netns options or pasta args
     rootless: bool = False
     dns: Sequence[str] = ()
     ready_timeout: float = 10.0
@@ -96,6 +99,10 @@ class RunOptions:
     def __post_init__(self) -> None:
         if not self.command:
             raise OptionError("no command given: pyslirp run [OPTIONS] -- CMD [ARG...]")
+        if self.network not in NETWORKS:
+            raise OptionError(
+                f"unknown network {go_quote(str(self.network))}: use slirp4netns or pasta"
+            )
         if any("\0" in arg for arg in self.command):
             raise OptionError(f"command contains a NUL byte: {list(self.command)!r}")
         timeout = self.ready_timeout
@@ -140,26 +147,38 @@ def run(opts: RunOptions) -> int:
     """
     deadline = time.monotonic() + opts.ready_timeout
     path = _find_command(opts.command[0])
-    options = parse_options(opts.config.network_cmd_options, opts.extra_options)
+    if opts.network == "pasta":
+        # pasta with slirp4netns's addresses (pyslirp.pasta's "slirp4netns" preset): the
+        # same subnet, gateway and DNS, IPv4 only, and no host address shown to CMD.
+        options = NetworkOptions(enable_ipv6=False)
+    else:
+        options = parse_options(opts.config.network_cmd_options, opts.extra_options)
     args = _InitArgs(path, opts, options, deadline)
     init, gate_w, stop_r = _start_init(args, opts.rootless)
     err_r = init.fd("ready_fd")
-    network: SetupResult | None = None
+    network: SetupResult | pasta.SetupResult | None = None
     try:
         os.write(gate_w, b"m")  # the id maps are written
         _check_record(err_r, path, expect_prepared=True)
-        network = setup(
-            SetupOptions(
-                config=opts.config,
-                container_id=f"pyslirp-{init.pid}",
-                netns=f"/proc/{init.pid}/ns/net",
-                userns_path=f"/proc/{init.pid}/ns/user" if opts.rootless else None,
-                ports=opts.ports,
-                extra_options=opts.extra_options,
-                pdeathsig=signal.SIGKILL,
-                ready_timeout=max(deadline - time.monotonic(), 1e-3),
+        netns = f"/proc/{init.pid}/ns/net"
+        userns = f"/proc/{init.pid}/ns/user" if opts.rootless else None
+        remaining = max(deadline - time.monotonic(), 1e-3)
+        if opts.network == "pasta":
+            pasta_opts = _pasta_options(opts, netns, userns, remaining)
+            network = pasta.setup(pasta_opts)
+        else:
+            network = setup(
+                SetupOptions(
+                    config=opts.config,
+                    container_id=f"pyslirp-{init.pid}",
+                    netns=netns,
+                    userns_path=userns,
+                    ports=opts.ports,
+                    extra_options=opts.extra_options,
+                    pdeathsig=signal.SIGKILL,
+                    ready_timeout=remaining,
+                )
             )
-        )
         with _supervising(init, stop_r) as wait:
             os.write(gate_w, b"g")  # the network is up
             _check_record(err_r, path, expect_prepared=False)
@@ -177,11 +196,31 @@ def run(opts: RunOptions) -> int:
     return returncode if returncode >= 0 else 128 - returncode
 
 
-def _stop(network: SetupResult) -> None:
+def _pasta_options(
+    opts: RunOptions, netns: str, userns: str | None, ready_timeout: float
+) -> pasta.SetupOptions:
+    return pasta.SetupOptions(
+        config=opts.config,
+        netns=netns,
+        userns_path=userns,
+        ports=opts.ports,
+        extra_options=opts.extra_options,
+        addressing="slirp4netns",
+        pdeathsig=signal.SIGKILL,
+        ready_timeout=ready_timeout,
+    )
+
+
+def _stop(network: SetupResult | pasta.SetupResult) -> None:
     """Stop the helpers without waiting on the kernel where nothing is left to clean:
     rootlessport stops gracefully (it removes its state directory); slirp4netns, unless
-    it has an API socket to remove, gets SIGKILL and is let go, its tap device left to
-    the kernel to tear down (~15 ms that ``run``'s exit need not wait for)."""
+    it has an API socket to remove, and pasta get SIGKILL and are let go, their tap
+    devices left to the kernel to tear down (~15 ms that ``run``'s exit need not wait
+    for)."""
+    if isinstance(network, pasta.SetupResult):
+        network.pasta.child.send_signal(signal.SIGKILL, group=True)
+        network.detach()
+        return
     try:
         if network.rootlessport is not None:
             network.rootlessport.close()

@@ -128,7 +128,8 @@ def descendants(pid: int) -> dict[int, str]:
     return found
 
 
-HELPER_NAMES = ("slirp4netns", "rootlessport", "exe")  # rootlessport-child re-execs itself
+# exe: rootlessport-child, which re-execs itself
+HELPER_NAMES = ("slirp4netns", "rootlessport", "exe", "pasta", "passt.avx2")
 
 
 def helper_pids() -> set[int]:
@@ -222,7 +223,11 @@ def as_nobody(env: Mapping[str, str], *args: str, **kwargs: Any) -> subprocess.P
 
 
 def probe_helpers(
-    run: list[str], loopback_port: int, python: str = sys.executable, **kwargs: Any
+    run: list[str],
+    loopback_port: int,
+    python: str = sys.executable,
+    helpers_expected: int = 3,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """Run ``sandbox_probe.py`` as CMD of ``run`` (the command up to ``run``) with a
     published port, so that rootlessport runs too; hand it the helpers' host pids and
@@ -247,7 +252,7 @@ def probe_helpers(
         runner.kill()
         runner.wait()
     assert runner.returncode == 0, stderr
-    assert len(helpers) == 3
+    assert len(helpers) == helpers_expected
     report: dict[str, Any] = json.loads(stdout)
     report["helpers"] = sorted(helpers)
     return report

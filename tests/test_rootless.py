@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import AS_NOBODY, as_nobody, free_port, pids_of, probe_helpers
+from helpers import AS_NOBODY, as_nobody, free_port, pids_of, poll_until, probe_helpers
 from netns_tools import ROOTLESS_PRELUDE
 
 NOBODY = 65534
@@ -168,3 +168,32 @@ def test_rootless_cmd_cannot_see_or_reach_the_helpers(bare_session):
     assert report["nested_umount"] is False  # locked in a nested user namespace
     assert report["comms_nested"] == report["comms"]
     assert report["host_loopback"] is False
+
+
+def test_bare_session_runs_pasta_and_publishes_a_port(bare_session):
+    port = free_port()
+    runner = as_nobody(
+        bare_session,
+        "run",
+        "--network",
+        "pasta",
+        "-p",
+        f"{port}:8080",
+        "--",
+        SYSTEM_PYTHON,
+        "-m",
+        "http.server",
+        "8080",
+    )
+    try:
+        assert runner.stdout is not None
+        banner = runner.stdout.readline()
+        assert banner.startswith("Serving HTTP"), banner + runner.communicate()[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as reply:
+            assert "Directory listing for /" in reply.read().decode()
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        runner.kill()
+        runner.communicate()
+    assert poll_until(lambda: not pids_of("pasta"), 5)  # SIGKILLed as run exits

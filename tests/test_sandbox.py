@@ -24,6 +24,8 @@ from helpers import (
     TESTS,
     children,
     descendants,
+    pids_of,
+    poll_until,
     probe_helpers,
     processes,
     pyslirp,
@@ -308,3 +310,33 @@ def test_exec_failures_of_cmd_map_to_podman_statuses(tmp_path):
     out = pyslirp("run", "--", str(script))
     assert out.returncode == 126
     assert out.stderr.splitlines() == [f'pyslirp: exec: "{script}": exec format error']
+
+
+def test_pasta_gives_cmd_slirp4netns_s_addresses_and_dns():
+    before = {path: Path(path).read_bytes() for path in HOST_FILES}
+    out = pyslirp(
+        "run", "--network", "pasta", "--",
+        "sh", "-c", "cat /etc/resolv.conf; ip -4 -o addr show scope global; ip -4 route",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "nameserver 10.0.2.3"
+    assert " inet 10.0.2.100/24 " in out.stdout
+    assert "default via 10.0.2.2 " in out.stdout
+    assert {path: Path(path).read_bytes() for path in HOST_FILES} == before
+    assert poll_until(lambda: not pids_of("pasta"), 5)  # SIGKILLed as run exits
+
+
+def test_pasta_publishes_a_port_and_cmd_cannot_see_it(host_loopback_service):
+    report = probe_helpers(
+        [sys.executable, "-m", "pyslirp", "run", "--network", "pasta"],
+        host_loopback_service,
+        helpers_expected=1,
+    )
+    assert report["comms"] == ["pyslirp-init", "python3"]
+    assert report["mem_opened"] == []
+
+
+def test_an_unknown_network_is_one_line_and_125():
+    out = pyslirp("run", "--network", "vde", "--", "true")
+    assert out.returncode == 125
+    assert out.stderr == 'pyslirp: unknown network "vde": use slirp4netns or pasta\n'
