@@ -167,8 +167,19 @@ def test_fake_rootlessport_that_never_gets_ready_times_out(hygiene, short_tmp, n
 
 
 def test_missing_rootlessport_fails_before_slirp4netns_starts(hygiene, short_tmp, netns):
-    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), helper_binaries_dir=(str(short_tmp),))
+    started = short_tmp / "slirp4netns-started"
+    slirp4netns = short_tmp / "slirp4netns"  # records each start, then is the real one
+    slirp4netns.write_text(
+        f'#!/bin/sh\n[ "$1" = --help ] || touch {started}\nexec /usr/bin/slirp4netns "$@"\n'
+    )
+    slirp4netns.chmod(0o755)
+    config = pyslirp.Config(
+        tmp_dir=str(short_tmp / "run"),
+        helper_binaries_dir=(str(short_tmp / "nothing-here"),),
+        network_cmd_path=str(slirp4netns),
+    )
     opts = options(config, netns, [pyslirp.PortMapping(host_port=8080, container_port=80)])
     with pytest.raises(pyslirp.BinaryNotFound, match="rootlessport"):
         pyslirp.setup(opts)
+    assert not started.exists()  # refused before slirp4netns was started, not after
     assert children() == {}

@@ -115,14 +115,6 @@ def test_help_fails_is_slirp_error(leftovers, tmp_dir, tmp_path, netns):
     leftovers.assert_clean(tmp_dir, [netns])
 
 
-def test_rootlessport_missing_is_binary_not_found(leftovers, tmp_dir, tmp_path, netns):
-    config = pyslirp.Config(tmp_dir=tmp_dir, helper_binaries_dir=(str(tmp_path),))
-    ports = [pyslirp.PortMapping(host_port=free_port(), container_port=80)]
-    with pytest.raises(pyslirp.BinaryNotFound, match="rootlessport"):
-        pyslirp.setup(options(config, netns, ports=ports))
-    leftovers.assert_clean(tmp_dir, [netns])
-
-
 # --- the helper before it is ready ---------------------------------------------------------
 
 
