@@ -38,19 +38,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "init.h"
 
-#ifndef CLONE_PIDFD
-#define CLONE_PIDFD 0x00001000
-#endif
-#ifndef SYS_close_range
-#define SYS_close_range 436
-#endif
 #ifndef SYS_clone3
 #define SYS_clone3 435
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
 #endif
 
 /* Marks a signal as relayed by pyslirp (si_value), not sent to the init child directly. */
@@ -64,29 +56,14 @@ struct clone_args_v0 {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
 };
 
-struct record {
-    int step;
-    int err;
-};
-
 /* What a terminal, a supervisor or `timeout` sends, and SIGCONT once the parent's job is
  * continued after a Ctrl-Z: forwarded to CMD when the parent relays them. */
 static const int forwarded[] = {SIGINT,  SIGTERM,  SIGHUP,   SIGQUIT,
                                 SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
 
-static void report(int fd, int step, int err)
-{
-    struct record r = {step, err};
-    ssize_t n;
-
-    do
-        n = write(fd, &r, sizeof r);
-    while (n < 0 && errno == EINTR);
-}
-
 static void __attribute__((noreturn)) fail(int fd, int step, int err)
 {
-    report(fd, step, err);
+    write_record(fd, step, err);
     _exit(125);
 }
 
@@ -293,7 +270,7 @@ static void __attribute__((noreturn)) exec_cmd(const struct pyslirp_init_args *a
         fail(errfd, PYSLIRP_INIT_STEP_CAPS, errno);
     sigprocmask(SIG_SETMASK, empty, NULL);
     execve(a->path, a->argv, a->envp ? a->envp : environ);
-    report(errfd, PYSLIRP_INIT_STEP_EXEC, errno);
+    write_record(errfd, PYSLIRP_INIT_STEP_EXEC, errno);
     _exit(127);
 }
 
@@ -304,20 +281,12 @@ static int exit_status(int status)
 
 static void __attribute__((noreturn)) init_main(const struct pyslirp_init_args *a, int errfd)
 {
-    static const struct sigaction default_action = {.sa_handler = SIG_DFL};
     sigset_t watched, empty;
-    int kept[3];
+    int kept[3], err;
     pid_t cmd;
 
-    /* The parent's handlers would run Python's code here. */
-    for (int sig = 1; sig < _NSIG; sig++) {
-        struct sigaction current;
-
-        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &current) != 0)
-            continue;
-        if (current.sa_handler != SIG_DFL && sigaction(sig, &default_action, NULL) != 0)
-            fail(errfd, PYSLIRP_INIT_STEP_SIGNALS, errno);
-    }
+    if ((err = reset_signal_handlers()) != 0)
+        fail(errfd, PYSLIRP_INIT_STEP_SIGNALS, err);
     sigemptyset(&empty);
     sigemptyset(&watched);
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
@@ -350,7 +319,7 @@ static void __attribute__((noreturn)) init_main(const struct pyslirp_init_args *
     if (write_file(ACCEPT_DAD, "0", 1, 0) != 0 && errno != ENOENT)
         fail(errfd, PYSLIRP_INIT_STEP_ACCEPT_DAD, errno);
     build_view(a, errfd);
-    report(errfd, PYSLIRP_INIT_PREPARED, 0);
+    write_record(errfd, PYSLIRP_INIT_PREPARED, 0);
 
     if (read_byte(a->gate_fd) != 0)  /* the network is up */
         _exit(125);
@@ -395,13 +364,6 @@ static void __attribute__((noreturn)) init_main(const struct pyslirp_init_args *
                 _exit(exit_status(status));
         }
     }
-}
-
-static int fail_parent(struct pyslirp_slot *slot, int step, int err)
-{
-    slot->step = step;
-    slot->err = err;
-    return -1;
 }
 
 int pyslirp_init_start(const struct pyslirp_init_args *args, struct pyslirp_slot *slot)

@@ -21,21 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "spawn.h"
-
-/* Old headers lack these; the kernel ABI values are fixed. */
-#ifndef CLONE_PIDFD
-#define CLONE_PIDFD 0x00001000
-#endif
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
-#ifndef SYS_close_range
-#define SYS_close_range 436
-#endif
 
 #define CHILD_STACK_SIZE (64 * 1024)
 #define MADE_FDS 5 /* ready, exit, stdin, stdout, stderr */
@@ -52,19 +39,9 @@ struct child_context {
     pid_t parent_pid;
 };
 
-struct error_record {
-    int step;
-    int err;
-};
-
 static void __attribute__((noreturn)) fail(int errfd, int step, int err)
 {
-    struct error_record record = {step, err};
-    ssize_t n;
-
-    do
-        n = write(errfd, &record, sizeof record);
-    while (n < 0 && errno == EINTR);
+    write_record(errfd, step, err);
     _exit(127);
 }
 
@@ -102,8 +79,8 @@ static int child_main(void *arg)
     int nfds = ctx->nfds;
     int top = nfds ? ctx->fd_dst[nfds - 1] : 2;
     int src[nfds > 0 ? nfds : 1];
-    static const struct sigaction default_action = {.sa_handler = SIG_DFL};
     sigset_t empty;
+    int err;
 
     if (top < 2)
         top = 2;
@@ -114,15 +91,8 @@ static int child_main(void *arg)
             fail(ctx->errfd, PYSLIRP_STEP_FDS, errno);
     }
 
-    /* Handlers the parent caught would run parent code; ignored ones would be inherited. */
-    for (int sig = 1; sig < _NSIG; sig++) {
-        struct sigaction current;
-
-        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &current) != 0)
-            continue;
-        if (current.sa_handler != SIG_DFL && sigaction(sig, &default_action, NULL) != 0)
-            fail(errfd, PYSLIRP_STEP_SIGNALS, errno);
-    }
+    if ((err = reset_signal_handlers()) != 0)
+        fail(errfd, PYSLIRP_STEP_SIGNALS, err);
 
     if (a->setpgid && setpgid(0, 0) != 0)
         fail(errfd, PYSLIRP_STEP_SETPGID, errno);
@@ -243,13 +213,6 @@ static void close_made(struct made_fds *m, struct pyslirp_slot *slot)
             close(*fds[i]);
             *fds[i] = -1;
         }
-}
-
-static int fail_parent(struct pyslirp_slot *slot, int step, int err)
-{
-    slot->step = step;
-    slot->err = err;
-    return -1;
 }
 
 static int memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
