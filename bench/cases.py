@@ -35,7 +35,7 @@ def _at(size: str) -> str:
 def _spawn_cases(size: str) -> list[Case]:
     py, c, at = f"py{size}", f"c{size}", _at(size)
     floor, full = f"spawn floor{at}", f"spawn floor full{at}"
-    return [
+    rows = [
         Case(floor, c, "spawn"),
         Case(full, c, "spawn", {"full": True}),
         Case(f"pyslirp.spawn{at}", py, "spawn", {"how": "pyslirp"}, floor),
@@ -45,6 +45,18 @@ def _spawn_cases(size: str) -> list[Case]:
         Case(f"Popen preexec_fn pdeathsig{at}", py, "spawn", {"how": "popen_preexec"}, floor),
         Case(f"os.posix_spawn{at}", py, "spawn", {"how": "posix_spawn"}, floor),
     ]
+    if size == "30":  # issue 14: the floor as it was, each sample flushed, beside the new
+        rows.append(Case(f"spawn floor, flushed each sample{at}", c, "spawn", {"flush": True}))
+        rows.append(
+            Case(
+                f"pyslirp.spawn vs flushed floor{at}",
+                py,
+                "spawn",
+                {"how": "pyslirp"},
+                f"spawn floor, flushed each sample{at}",
+            )
+        )
+    return rows
 
 
 def _setup_cases(size: str, ipv6: bool) -> list[Case]:
@@ -55,6 +67,9 @@ def _setup_cases(size: str, ipv6: bool) -> list[Case]:
         Case(floor, c, "setup", {"ipv6": ipv6}),
         Case(f"setup() {v}{at}", py, "setup", {"ipv6": ipv6, "probe": "warm"}, floor),
     ]
+    if size == "30" and not ipv6:
+        flushed = f"setup {v} floor, flushed each sample{at}"
+        rows.append(Case(flushed, c, "setup", {"flush": True}))
     if size == "30" and not ipv6:
         rows.append(Case(f"setup() {v} cold probe{at}", py, "setup", {"probe": "cold"}, floor))
     rows.append(Case(f"naive Popen {v}{at}", py, "naive", {"ipv6": ipv6}, floor))

@@ -132,6 +132,17 @@ static void touch(long mib)
         mem[off] = 1;
 }
 
+/* -F: flush every sample as it is taken, waking the reader between iterations (the
+ * floor before issue 14, kept to show what buffering changed). */
+static int flush_each;
+
+static void sample(int64_t ns)
+{
+    printf("%lld\n", (long long)ns);
+    if (flush_each)
+        fflush(stdout);
+}
+
 static void spawn_loop(long n, int full)
 {
     char *argv[] = {"/bin/true", NULL};
@@ -152,7 +163,7 @@ static void spawn_loop(long n, int full)
         pid_t pid = start(&c, &pidfd);
 
         reap(pid);
-        printf("%lld\n", (long long)(now_ns() - t0));
+        sample(now_ns() - t0);
         close(pidfd);
     }
 }
@@ -342,8 +353,7 @@ static void ready_one(const struct ready_opts *o, const char *netns, const char 
         free(full);
         free(json);
     }
-    printf("%lld\n", (long long)(now_ns() - t0));
-    fflush(stdout);
+    sample(now_ns() - t0);
 
     /* Untimed teardown: EOF on the exit pipes stops both helpers. */
     if (rlk_exit >= 0) {
@@ -427,7 +437,7 @@ static void ready_all(const struct ready_opts *o, char *netns_list)
         }
     }
     for (int i = 0; i < n; i++)
-        printf("%lld\n", (long long)(done[i] - t0));
+        sample(done[i] - t0);
     {
         int64_t last = t0;
 
@@ -476,7 +486,7 @@ static int run(int argc, char **argv, long *mib)
     int opt;
 
     optind = 0; /* glibc: start over, a new argv each call */
-    while ((opt = getopt(argc, argv, "+m:6xakR:J:P:")) != -1) {
+    while ((opt = getopt(argc, argv, "+m:6xakFR:J:P:")) != -1) {
         switch (opt) {
         case 'm': *mib = strtol(optarg, NULL, 10); break;
         case '6': o.ipv6 = 1; break;
@@ -486,6 +496,7 @@ static int run(int argc, char **argv, long *mib)
         case 'R': o.rlk_bin = optarg; break;
         case 'J': o.rlk_json = optarg; break;
         case 'P': o.ports = optarg; break;
+        case 'F': flush_each = 1; break;
         default: return usage();
         }
     }
@@ -530,8 +541,10 @@ static int serve(long *mib)
              w = strtok_r(NULL, " \t\n", &save))
             args[n++] = w;
         args[n] = NULL;
+        flush_each = 0;
         status = run(n, args, mib);
         printf("end %d\n", status);
+        fflush(stdout); /* samples are buffered until the command ends */
     }
     return 0;
 }
@@ -541,7 +554,7 @@ int main(int argc, char **argv)
     long mib = 0;
     int status;
 
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    setvbuf(stdout, NULL, _IOFBF, 1 << 16);
     /* Keep fds 0-4 taken so every pipe lands above the child's targets. */
     for (int fd = 3; fd <= 4; fd++)
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDONLY | O_CLOEXEC) != fd)

@@ -211,9 +211,10 @@ def fail_case(p: Params) -> Result:
     """``setup()`` on a path that is not a netns: time until it raises StartError."""
     times = []
     for _ in range(p["n"]):
+        opts = _options(p, p["not_netns"])  # made outside the timer, as the floor's argv
         t0 = time.perf_counter_ns()
         try:
-            result = pyslirp.setup(_options(p, p["not_netns"]))
+            result = pyslirp.setup(opts)
         except pyslirp.StartError:
             times.append(time.perf_counter_ns() - t0)
         else:
@@ -229,8 +230,9 @@ def asetup_case(p: Params) -> Result:
     try:
         for netns in p["netns"]:
             opts = _options(p, netns)
+            awaitable = pyslirp.asetup(opts)
             t0 = time.perf_counter_ns()
-            result = loop.run_until_complete(pyslirp.asetup(opts))
+            result = loop.run_until_complete(awaitable)
             times.append(time.perf_counter_ns() - t0)
             loop.run_until_complete(result.aclose())
     finally:
@@ -250,10 +252,11 @@ def scale_case(p: Params) -> Result:
         return _scale_asyncio(p)
     paths = p["netns"]
     live: list[pyslirp.SetupResult] = []
+    made = {netns: _options(p, netns) for netns in paths}  # outside the timer
     t0 = 0
 
     def one(netns: str) -> int:
-        live.append(pyslirp.setup(_options(p, netns)))
+        live.append(pyslirp.setup(made[netns]))
         return time.perf_counter_ns() - t0
 
     try:
@@ -278,13 +281,14 @@ def scale_case(p: Params) -> Result:
 def _scale_asyncio(p: Params) -> Result:
     """:func:`scale_case` on one event loop; also the process's threads during the burst."""
     paths = p["netns"]
+    made = {netns: _options(p, netns) for netns in paths}  # outside the timer
 
     async def burst() -> Result:
         live: list[pyslirp.SetupResult] = []
         t0 = 0
 
         async def one(netns: str) -> int:
-            live.append(await pyslirp.asetup(_options(p, netns)))
+            live.append(await pyslirp.asetup(made[netns]))
             return time.perf_counter_ns() - t0
 
         try:

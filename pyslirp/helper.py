@@ -303,8 +303,10 @@ def _remove_abandoned_dirs(parent: str) -> None:
             with open(os.path.join(entry.path, PRIVATE_DIR_LOCK), "rb") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 remove_tree(entry.path)
-        except (BlockingIOError, FileNotFoundError, NotADirectoryError):
-            continue  # held (a pid reused), or removed meanwhile by another setup
+        except FileNotFoundError:
+            remove_tree(entry.path)  # its owner died before it made the lock
+        except (BlockingIOError, NotADirectoryError):
+            continue  # held (by a forked child of its owner), or not a directory
 
 
 def remove_tree(path: str) -> None:
