@@ -47,7 +47,9 @@ def cycle_options(config: pyslirp.Config, netns: str, handler: str) -> pyslirp.S
 
 @pytest.mark.parametrize("threads", ["main_only", "with_an_idle_thread"])
 def test_random_ctrl_c_in_setup_and_close_leaves_nothing(leftovers, netns_pool, tmp_dir, threads):
-    (netns,) = netns_pool(1)
+    # Round robin: a helper SIGKILLed as it forks may leave its child a moment to die,
+    # holding tap0, and the next setup on that netns would rightly say it is busy.
+    namespaces = netns_pool(8)
     config = pyslirp.Config(tmp_dir=tmp_dir)
     idle_stop = threading.Event()
     idle = threading.Thread(target=idle_stop.wait)  # the kernel may pick it for SIGINT
@@ -60,12 +62,17 @@ def test_random_ctrl_c_in_setup_and_close_leaves_nothing(leftovers, netns_pool, 
         handled.set()
         raise KeyboardInterrupt
 
+    # A Ctrl-C that lands in a finalizer (__del__) is swallowed there by Python: count
+    # those, not have pytest re-raise them after the test.
+    swallowed: list[type[BaseException]] = []
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: swallowed.append(unraisable.exc_type)
     previous = signal.signal(signal.SIGINT, on_sigint)
     interrupted = 0
     try:
         for i in range(INTERRUPTS):
             handler = list(HANDLERS)[i % len(HANDLERS)]
-            opts = cycle_options(config, netns, handler)
+            opts = cycle_options(config, namespaces[i % len(namespaces)], handler)
             delay = rng.uniform(0, HANDLERS[handler][1])
             timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
             handled.clear()
@@ -80,16 +87,16 @@ def test_random_ctrl_c_in_setup_and_close_leaves_nothing(leftovers, netns_pool, 
                 interrupted += 1
             timer.join()
     finally:
-        # Every signal sent was handled (each round waits for it), but let one that comes
-        # late anyway end this test, not the test session.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
         idle_stop.set()
         if idle.is_alive():
             idle.join()
     gc.collect()  # results dropped halfway: their finalizers finish the job
-    assert interrupted > INTERRUPTS // 4  # most signals did land inside a cycle
-    leftovers.assert_clean(tmp_dir, [netns])
+    assert interrupted + len(swallowed) > INTERRUPTS // 4  # most landed inside a cycle
+    assert set(swallowed) <= {KeyboardInterrupt}
+    print(f"{INTERRUPTS} SIGINTs: {interrupted} raised, {len(swallowed)} in finalizers")
+    leftovers.assert_clean(tmp_dir, namespaces)
 
 
 def test_random_sigkill_of_the_owner_leaves_no_helper(leftovers, netns_pool, tmp_dir):
