@@ -23,7 +23,7 @@ from pyslirp import pasta
 from pyslirp.features import probe_pasta_features
 
 from helpers import children, free_port, host_ipv4, wait_reaped
-from netns_tools import ROOTLESS_PRELUDE, echo_server, run_in, tcp_echo, udp_echo
+from netns_tools import PROGRAMS, echo_server, run_in, tcp_echo, udp_echo
 
 PASTA = "/usr/bin/pasta"
 FAST = 2.0  # seconds: an early failure is reported long before the 10 s deadline
@@ -118,37 +118,6 @@ def test_tcp_and_udp_mappings_carry_data_and_close_frees_the_ports(nothing_left,
         pass
 
 
-# Runs setup() inside a namespace that plays the host: pasta's outside is that namespace,
-# so every packet stays in namespaces the test made.
-IN_HOST_NETNS = r"""
-import json, sys
-import pyslirp
-from pyslirp import pasta
-tmp_dir, netns, port, addressing = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-opts = pasta.SetupOptions(
-    config=pyslirp.Config(tmp_dir=tmp_dir),
-    netns=netns,
-    addressing=addressing,
-    ports=[pyslirp.PortMapping(host_port=port, container_port=8080)] if port else [],
-)
-try:
-    result = pasta.setup(opts)
-except pyslirp.SlirpError as exc:
-    print(json.dumps({"error": type(exc).__name__, "message": str(exc)}), flush=True)
-    sys.exit(0)
-with result:
-    print(json.dumps({"pid": result.pid}), flush=True)
-    sys.stdin.read()
-"""
-
-CONNECT = r"""
-import socket, sys
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as conn:
-    conn.sendall(b"hi")
-    print(conn.recv(1024).decode())
-"""
-
-
 def in_netns(netns: str, *argv: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         ["ip", "netns", "exec", os.path.basename(netns), *argv],
@@ -179,14 +148,22 @@ def test_a_client_on_another_host_is_seen_with_its_own_address(nothing_left, con
     wire(host, client)
     port = free_port()
     owner = in_netns(
-        host, sys.executable, "-c", IN_HOST_NETNS, config.tmp_dir, target, str(port), "slirp4netns"
+        host,
+        sys.executable,
+        str(PROGRAMS / "pasta_in_netns.py"),
+        config.tmp_dir,
+        target,
+        str(port),
+        "slirp4netns",
     )
     try:
         assert owner.stdout is not None
         started = json.loads(owner.stdout.readline())
         assert "pid" in started, started
         with echo_server(target, "tcp", 8080):
-            reply = run_in(client, sys.executable, "-c", CONNECT, "10.213.0.1", str(port))
+            reply = run_in(
+                client, sys.executable, str(PROGRAMS / "connect.py"), "10.213.0.1", str(port)
+            )
         assert reply.split() == ["hi", "10.213.0.2", "8080"]
     finally:
         owner.communicate()
@@ -197,7 +174,13 @@ def test_a_client_on_another_host_is_seen_with_its_own_address(nothing_left, con
 def test_no_external_interface_is_a_start_error_naming_the_fix(nothing_left, config, make_netns):
     empty_host, target = make_netns(), make_netns()
     owner = in_netns(
-        empty_host, sys.executable, "-c", IN_HOST_NETNS, config.tmp_dir, target, "0", "host"
+        empty_host,
+        sys.executable,
+        str(PROGRAMS / "pasta_in_netns.py"),
+        config.tmp_dir,
+        target,
+        "0",
+        "host",
     )
     out, _ = owner.communicate()
     assert json.loads(out) == {
@@ -330,27 +313,15 @@ def test_map_guest_addr_is_passed_where_help_lists_it(nothing_left, tmp_path, ne
         pasta.setup(options(config, netns))
 
 
-OWNER = r"""
-import sys
-import pyslirp
-from pyslirp import pasta
-opts = pasta.SetupOptions(
-    config=pyslirp.Config(tmp_dir=sys.argv[1]), netns=sys.argv[2], pdeathsig=int(sys.argv[3])
-)
-result = pasta.setup(opts)
-print(result.pid, flush=True)
-sys.stdin.read()
-"""
-
-
 def exits_within(pidfd: int, timeout: float) -> bool:
     return bool(select.select([pidfd], [], [], timeout)[0])
 
 
 def owner_of_pasta(config, netns, pdeathsig: int) -> tuple[subprocess.Popen[bytes], int]:
     """A process that has set up pasta (with ``pdeathsig``), and a pidfd of that pasta."""
+    program = str(PROGRAMS / "pasta_owner.py")
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER, config.tmp_dir, netns, str(int(pdeathsig))],
+        [sys.executable, program, config.tmp_dir, netns, str(int(pdeathsig))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
@@ -384,50 +355,19 @@ def test_without_pdeathsig_pasta_outlives_its_owner(config, netns):
         owner.stdin.close()  # type: ignore[union-attr]
 
 
-# Rootless: pasta joins the user namespace that owns the netns (--userns). "hold" prints
-# what the test kills, and waits.
-ROOTLESS = (
-    ROOTLESS_PRELUDE
-    + r"""
-from pyslirp import pasta
-
-tmp_dir, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-with namespaces_with_server() as (userns, netns, others):
-    opts = pasta.SetupOptions(
-        config=pyslirp.Config(tmp_dir=tmp_dir),
-        netns=netns,
-        userns_path=userns,
-        addressing="slirp4netns",
-        ports=[pyslirp.PortMapping(host_port=port, container_port=80)],
-    )
-    with pasta.setup(opts) as result:
-        if mode == "hold":
-            print(json.dumps({"pid": result.pid, "others": others}), flush=True)
-            sys.stdin.read()
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.sendall(b"hi")
-            reply = conn.recv(100).decode()
-        print(json.dumps({
-            "reply": reply,
-            "pasta_uid": os.stat(f"/proc/{result.pid}").st_uid,
-            "ip_addresses": [str(a) for a in result.ip_addresses if a.version == 4],
-            "pid": result.pid,
-        }))
-"""
-)
-
-
 @pytest.fixture
 def rootless(tmp_path):
-    """Runs ROOTLESS as nobody in a tmp_dir nobody owns; /dev/net/tun open to everyone."""
+    """Runs programs/rootless_pasta.py (as nobody) with a tmp_dir nobody owns;
+    /dev/net/tun open to everyone."""
     if os.stat("/dev/net/tun").st_mode & 0o006 != 0o006:
         os.chmod("/dev/net/tun", 0o666)  # as .ci/run does: rootless pasta opens it
     tmp_dir = Path(tempfile.mkdtemp(prefix="pyslirp-rootless-"))
     os.chown(tmp_dir, 65534, 65534)
 
     def run(mode: str) -> subprocess.Popen[str]:
+        program = str(PROGRAMS / "rootless_pasta.py")
         return subprocess.Popen(
-            [sys.executable, "-c", ROOTLESS, str(tmp_dir), str(free_port()), mode],
+            [sys.executable, program, str(tmp_dir), str(free_port()), mode],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -17,40 +17,9 @@ from pathlib import Path
 import pytest
 
 from helpers import AS_NOBODY, as_nobody, free_port, pids_of, poll_until, probe_helpers
-from netns_tools import ROOTLESS_PRELUDE
+from netns_tools import PROGRAMS
 
 NOBODY = 65534
-
-SCRIPT = (
-    ROOTLESS_PRELUDE
-    + r"""
-tmp_dir, port = sys.argv[1], int(sys.argv[2])
-
-
-def publish(userns, netns):
-    opts = pyslirp.SetupOptions(
-        config=pyslirp.Config(tmp_dir=tmp_dir),
-        container_id="rootless",
-        netns=netns,
-        userns_path=userns,
-        ports=[pyslirp.PortMapping(host_port=port, container_port=80)],
-    )
-    with pyslirp.setup(opts) as result:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.sendall(b"hi")
-            reply = conn.recv(100).decode()
-        return {
-            "reply": reply,
-            "uid": os.getuid(),
-            "slirp4netns_uid": os.stat(f"/proc/{result.pid}").st_uid,
-            "rootlessport": result.rootlessport is not None,
-        }
-
-
-with namespaces_with_server() as (userns, netns, _):
-    print(json.dumps(publish(userns, netns)))
-"""
-)
 
 
 @pytest.fixture
@@ -70,8 +39,9 @@ def nobody_dir():
 
 
 def test_unprivileged_user_publishes_a_port_through_userns_path(nobody_dir, tun_for_everyone):
+    program = str(PROGRAMS / "rootless_publish.py")
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(nobody_dir), str(free_port())],
+        [sys.executable, program, str(nobody_dir), str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,
