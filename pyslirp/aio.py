@@ -22,7 +22,7 @@ from .helper import Helper
 from .options import SetupOptions
 from .rootlessport import rootless_port_mapping_steps
 from .slirp4netns import SetupResult, setup_steps
-from .steps import Steps, Wait
+from .steps import Runner, Steps, Wait
 
 __all__ = ["asetup", "asetup_rootless_port_mapping_via_rlk", "run_steps"]
 
@@ -77,21 +77,15 @@ async def run_steps(steps: Steps[T]) -> T:
     still wait while they clean up, and the exception goes on once they end.
     """
     loop = asyncio.get_running_loop()
-    pending: BaseException | None = None
-    try:
-        wait = next(steps)
-        while True:
-            try:
-                ready = await _readable(loop, wait)
-            except BaseException as exc:  # thrown into the steps, not swallowed
-                pending = pending or exc
-                wait = steps.throw(exc)
-                continue
-            wait = steps.send(ready)
-    except StopIteration as done:
-        if pending is not None:
-            raise pending from None
-        return done.value  # type: ignore[no-any-return]
+    runner = Runner(steps)
+    while runner.wait is not None:
+        try:
+            ready = await _readable(loop, runner.wait)
+        except BaseException as exc:  # thrown into the steps, not swallowed
+            runner.throw(exc)
+            continue
+        runner.send(ready)
+    return runner.result()
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, wait: Wait) -> frozenset[int]:

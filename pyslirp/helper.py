@@ -199,6 +199,13 @@ class Helper:
                 self.release()
 
     def _stop_steps(self, timeout: float) -> Steps[None]:
+        try:
+            yield from self._graceful_stop_steps(timeout)
+        except BaseException:
+            self.kill()  # interrupted (Ctrl-C, a cancellation): not graceful, but sure
+            raise
+
+    def _graceful_stop_steps(self, timeout: float) -> Steps[None]:
         child = self.child
         deadline = time.monotonic() + timeout
         self.track_children()

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 import select
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import TypeAlias, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 T = TypeVar("T")
 
@@ -31,70 +31,97 @@ class Wait:
 Steps: TypeAlias = Generator[Wait, frozenset[int], T]
 
 
+class Runner(Generic[T]):
+    """One step sequence under a driver: the wait it is at (None once it has ended), and
+    an exception thrown into it (Ctrl-C, a cancellation), which goes on once the steps
+    have cleaned up. An exception the steps raise comes out of :meth:`send`/:meth:`throw`.
+    """
+
+    def __init__(self, steps: Steps[T]) -> None:
+        self._steps = steps
+        self._pending: BaseException | None = None
+        self._value: T | None = None
+        self.wait: Wait | None = None
+        self._resume(lambda: next(steps))
+
+    def send(self, ready: frozenset[int]) -> None:
+        """Tell the steps which fds of their wait are readable (none: its deadline)."""
+        self._resume(lambda: self._steps.send(ready))
+
+    def throw(self, exc: BaseException) -> None:
+        """Throw ``exc`` into the steps; they may go on waiting while they clean up."""
+        self._pending = self._pending or exc
+        self._resume(lambda: self._steps.throw(exc))
+
+    def result(self) -> T:
+        """What the ended steps returned, or the exception thrown into them."""
+        if self._pending is not None:
+            raise self._pending
+        return self._value  # type: ignore[return-value]
+
+    def _resume(self, step: Callable[[], Wait]) -> None:
+        try:
+            self.wait = step()
+        except StopIteration as done:
+            self.wait, self._value = None, done.value
+        except BaseException:
+            self.wait = None
+            raise
+
+
 def drive(steps: Steps[T]) -> T:
     """Run ``steps`` to its end in this thread, answering each wait with ``poll()``.
 
     An exception raised while waiting (Ctrl-C) is thrown into the steps, which may still
     wait while they clean up; it goes on once they end. Steps are never left half run.
     """
-    pending: BaseException | None = None
-    try:
-        wait = next(steps)
-        while True:
-            try:
-                ready = _poll(wait)
-            except BaseException as exc:  # thrown into the steps, not swallowed
-                pending = pending or exc
-                wait = steps.throw(exc)
-                continue
-            wait = steps.send(ready)
-    except StopIteration as done:
-        if pending is not None:
-            raise pending from None
-        return done.value  # type: ignore[no-any-return]
+    return _finish(Runner(steps))
+
+
+def _finish(runner: Runner[T]) -> T:
+    while runner.wait is not None:
+        try:
+            ready = _poll(runner.wait)
+        except BaseException as exc:  # thrown into the steps, not swallowed
+            runner.throw(exc)
+            continue
+        runner.send(ready)
+    return runner.result()
 
 
 def drive_all(many: Iterable[Steps[object]]) -> None:
     """Run many step sequences at once in this thread: each is resumed when one of the
     fds it waits on is readable or its deadline comes, so their waits overlap. The first
     error is raised once all have ended; Ctrl-C is thrown into every one still running."""
-    waits: dict[Steps[object], Wait] = {}
+    runners: list[Runner[object]] = []
     errors: list[BaseException] = []
-
-    def resume(steps: Steps[object], ready: frozenset[int] | BaseException) -> None:
-        try:
-            if isinstance(ready, BaseException):
-                waits[steps] = steps.throw(ready)
-            else:
-                waits[steps] = steps.send(ready) if steps in waits else next(steps)
-        except StopIteration:
-            waits.pop(steps, None)
-        except BaseException as exc:  # the others still end: raised after
-            waits.pop(steps, None)
-            errors.append(exc)
-
     for steps in many:
-        resume(steps, frozenset())
-    while waits:
-        deadlines = [w.deadline for w in waits.values() if w.deadline is not None]
-        union = tuple({fd for w in waits.values() for fd in w.fds})
+        try:
+            runners.append(Runner(steps))
+        except BaseException as exc:  # the others still run: raised after
+            errors.append(exc)
+    while live := [runner for runner in runners if runner.wait is not None]:
+        waits = [runner.wait for runner in live if runner.wait is not None]
+        deadlines = [wait.deadline for wait in waits if wait.deadline is not None]
+        union = tuple({fd for wait in waits for fd in wait.fds})
         try:
             ready = _poll(Wait(union, min(deadlines, default=None)))
-        except BaseException as exc:  # Ctrl-C: each cleans up as drive() would let it
-            for steps in list(waits):
-                resume(steps, exc)
-                if steps in waits:
-                    waits.pop(steps)
-                    try:
-                        drive(steps)
-                    except BaseException as error:
-                        errors.append(error)
+        except BaseException as exc:  # Ctrl-C: each cleans up as drive() lets it, alone
+            for runner in live:
+                try:
+                    runner.throw(exc)
+                    _finish(runner)
+                except BaseException as error:
+                    errors.append(error)
             raise
         now = time.monotonic()
-        for steps, wait in list(waits.items()):
+        for runner, wait in zip(live, waits, strict=True):
             mine = ready.intersection(wait.fds)
             if mine or (wait.deadline is not None and now >= wait.deadline):
-                resume(steps, mine)
+                try:
+                    runner.send(mine)
+                except BaseException as exc:
+                    errors.append(exc)
     if errors:
         raise errors[0]
 

@@ -386,3 +386,25 @@ def test_close_all_leaves_nothing(hygiene, config, make_netns, handler):
     pyslirp.close_all(results)
     assert all(wait_gone(pid, timeout=0) for pid in pids)
     assert not Path(config.tmp_dir).exists() or os.listdir(config.tmp_dir) == []
+
+
+def test_ctrl_c_during_close_all_still_closes_every_network(hygiene, short_tmp, make_netns):
+    fake = short_tmp / "slirp4netns"
+    flags = "--mtu --enable-sandbox --enable-ipv6 --netns-type --userns-path"
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$1" = --help ]; then echo "{flags}"; exit 0; fi\n'
+        "trap 'sleep 0.3; exit 0' TERM\nprintf 1 >&3\nwhile :; do sleep 0.05; done\n"
+    )
+    fake.chmod(0o755)
+    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), network_cmd_path=str(fake))
+    results = [pyslirp.setup(options(config, make_netns(), container_id=f"c{i}")) for i in range(4)]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.05, signal.pthread_kill, (threading.main_thread().ident, 2))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            pyslirp.close_all(results, timeout=5)
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
+    assert all(result.returncode is not None for result in results)
