@@ -66,7 +66,6 @@ ffibuilder.cdef(
         int detached;
         int leads_group;
         int ready_fd;
-        int exit_fd;
         int log_fd;
         int out_fd;
         int lock_fd;

@@ -74,7 +74,6 @@ static void close_owned_fds(struct pyslirp_slot *s)
 {
     restore_locked(s);
     close_fd(&s->ready_fd);
-    close_fd(&s->exit_fd);
     close_fd(&s->log_fd);
     close_fd(&s->out_fd);
     close_fd(&s->lock_fd);
@@ -169,11 +168,9 @@ static void after_fork_parent(void) { pthread_mutex_unlock(&lock); }
 
 static void after_fork_child(void)
 {
-    /* The parent's helpers exit at EOF on their exit pipes: a forked child must not hold
-     * the write ends open (a pre-fork server's workers would delay every stop). */
-    for (int i = 0; i < table_size; i++)
-        if (table[i].slot != NULL)
-            close_fd(&table[i].slot->exit_fd);
+    /* The parent's helpers exit at EOF on the owner pipe: a forked child must not hold
+     * it open (they would outlive their owner by as long as its pre-fork workers). */
+    pyslirp_forget_owner_pipe();
     /* The reaper thread and its children stay with the parent; the epoll set is the
      * parent's too (one open file description): never touch it from here. */
     pthread_mutex_init(&lock, NULL);
@@ -282,7 +279,7 @@ struct pyslirp_slot *pyslirp_slot_new(void)
 
     if (s == NULL)
         return NULL;
-    s->pidfd = s->ready_fd = s->exit_fd = s->log_fd = s->out_fd = s->lock_fd = -1;
+    s->pidfd = s->ready_fd = s->log_fd = s->out_fd = s->lock_fd = -1;
     s->sysctl_fd = -1;
     for (int i = 0; i < PYSLIRP_MAX_EXTRA_PIDFDS; i++)
         s->extra_pidfds[i] = -1;

@@ -197,15 +197,43 @@ static void *thread_stack(void)
 /* The fds a spawn makes: the parent keeps one end in the slot, the child gets the other;
  * the rest are closed once the child runs. */
 struct made_fds {
-    int ready[2], exit[2], stdin_fd, devnull, netns, userns;
+    int ready[2], stdin_fd, devnull, netns, userns;
 };
+
+/* The owner pipe: one exit pipe for the whole process. Every child spawned with an
+ * exit_fd gets its read end there; the write end stays open here until this process
+ * dies, however it dies, and the children see EOF and exit then (two fds in all, not
+ * one per helper). A forked child closes both: it owns none of its parent's helpers. */
+static int owner_pipe[2] = {-1, -1};
+static pthread_mutex_t owner_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int owner_pipe_read_end(void)
+{
+    int fd;
+
+    pthread_mutex_lock(&owner_lock);
+    if (owner_pipe[0] < 0 && pipe2(owner_pipe, O_CLOEXEC) != 0)
+        owner_pipe[0] = owner_pipe[1] = -1;
+    fd = owner_pipe[0];
+    pthread_mutex_unlock(&owner_lock);
+    return fd;
+}
+
+void pyslirp_forget_owner_pipe(void)
+{
+    pthread_mutex_init(&owner_lock, NULL);
+    for (int i = 0; i < 2; i++) {
+        if (owner_pipe[i] >= 0)
+            close(owner_pipe[i]);
+        owner_pipe[i] = -1;
+    }
+}
 
 /* Close what was made (the slot's memfds too, unless slot is NULL). */
 static void close_made(struct made_fds *m, struct pyslirp_slot *slot)
 {
     int none = -1;
-    int *fds[] = {&m->ready[0], &m->ready[1], &m->exit[0], &m->exit[1], &m->stdin_fd,
-                  &m->devnull, &m->netns, &m->userns,
+    int *fds[] = {&m->ready[0], &m->ready[1], &m->stdin_fd, &m->devnull, &m->netns, &m->userns,
                   slot ? &slot->log_fd : &none, slot ? &slot->out_fd : &none};
 
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
@@ -231,7 +259,7 @@ static int make_fds(const struct pyslirp_spawn_args *a, struct made_fds *m,
         return PYSLIRP_STEP_SETNS_NET;
     if (a->ready_fd >= 0 && pipe2(m->ready, O_CLOEXEC) != 0)
         return PYSLIRP_STEP_PIPE;
-    if (a->exit_fd >= 0 && pipe2(m->exit, O_CLOEXEC) != 0)
+    if (a->exit_fd >= 0 && owner_pipe_read_end() < 0)
         return PYSLIRP_STEP_PIPE;
     if (a->log_fds && (slot->log_fd = memfd("pyslirp-log")) < 0)
         return PYSLIRP_STEP_MEMFD;
@@ -304,7 +332,7 @@ static int map_fd(int *src, int *dst, int *n, int from, int to)
 int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot)
 {
     static int fd_limit;
-    struct made_fds m = {{-1, -1}, {-1, -1}, -1, -1, -1, -1};
+    struct made_fds m = {{-1, -1}, -1, -1, -1, -1};
     struct pyslirp_spawn_args a = *args; /* with the fds opened here filled in */
     int fd_src[args->nfds + MADE_FDS], fd_dst[args->nfds + MADE_FDS], nfds = 0;
     struct child_context ctx = {.args = args, .fd_src = fd_src, .fd_dst = fd_dst,
@@ -346,7 +374,7 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
         map_fd(fd_src, fd_dst, &nfds, src, args->fd_dst[i]);
     }
     if ((args->ready_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.ready[1], args->ready_fd)) ||
-        (args->exit_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.exit[0], args->exit_fd)) ||
+        (args->exit_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, owner_pipe[0], args->exit_fd)) ||
         (m.stdin_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.stdin_fd, 0)) ||
         (args->capture_stdout && map_fd(fd_src, fd_dst, &nfds, slot->out_fd, 1)) ||
         ((args->log_fds & 1) && map_fd(fd_src, fd_dst, &nfds, slot->log_fd, 1)) ||
@@ -405,8 +433,7 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     slot->owner = ctx.parent_pid;
     slot->leads_group = args->setpgid;
     slot->ready_fd = m.ready[0];
-    slot->exit_fd = m.exit[1];
-    m.ready[0] = m.exit[1] = -1;
+    m.ready[0] = -1;
     close_made(&m, NULL); /* the child's ends */
     if ((err = pyslirp_watch(slot)) != 0) {
         /* Without the reaper nobody would collect it: it must not run unowned. */

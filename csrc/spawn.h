@@ -43,7 +43,7 @@ struct pyslirp_spawn_args {
     const int *fd_dst;        /* ... onto these child fds, sorted, unique */
     int nfds;
     int ready_fd;             /* child fd of a new ready pipe's write end, or -1 */
-    int exit_fd;              /* child fd of a new exit pipe's read end, or -1 */
+    int exit_fd;              /* child fd of the owner pipe's read end (see spawn.c), or -1 */
     int log_fds;              /* bit 0: stdout, bit 1: stderr go to a new log memfd */
     int capture_stdout;       /* stdout goes to a new memfd of its own (slot->out_fd) */
     const char *stdin_data;   /* stdin reads these bytes from a memfd, or NULL */
@@ -76,7 +76,6 @@ struct pyslirp_slot {
     int detached;     /* 1: dropping the slot does not kill the child */
     int leads_group;  /* the child leads a process group of its own */
     int ready_fd;     /* read end of the ready pipe, or -1 */
-    int exit_fd;      /* write end of the exit pipe, or -1 */
     int log_fd;       /* the child's log memfd, or -1 */
     int out_fd;       /* the child's captured stdout, or -1 */
     int lock_fd;      /* a lock file the owner holds, or -1 */
@@ -124,6 +123,9 @@ int pyslirp_socket_in_netns(const char *netns, int domain, int type, int protoco
 
 /* Remove the directory tree at ``path`` (a missing one too); 0 or the first errno. */
 int pyslirp_remove_tree(const char *path);
+
+/* In a forked child: close this process's copy of the owner pipe (see spawn.c). */
+void pyslirp_forget_owner_pipe(void);
 
 /* Start this process's reaper thread if it is not running; 0 or an errno. */
 int pyslirp_reaper_start(void);

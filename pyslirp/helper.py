@@ -1,10 +1,11 @@
 """The owner of one running helper process (slirp4netns, rootlessport, ...).
 
 A :class:`Helper` exists before its process does and owns, from the moment each exists,
-everything made for it: the process (pid and pidfd), the parent's ends of its ready and
-exit pipes, its log, the processes it starts that we wait for, and a private directory.
-It has one stop policy. Its owner is the process that made it: a helper is stopped by
-that process only, and exits with it however it dies (the exit pipe's write end closes).
+everything made for it: the process (pid and pidfd), the parent's end of its ready pipe,
+its log, the processes it starts that we wait for, and a private directory. It has one
+stop policy. Its owner is the process that made it: a helper is stopped by that process
+only, and exits with it however it dies (its exit fd is the process's owner pipe, see
+:func:`~pyslirp.process.spawn`).
 """
 
 from __future__ import annotations
@@ -36,24 +37,15 @@ MESSAGE_CHARS = 2000
 EXIT_GRACE = 0.1  # seconds a helper that closed its ready fd gets to exit
 KILL_WAIT = 1.0  # seconds a finalizer waits for a helper it SIGKILLed
 
-# Exit pipes of detached helpers: kept open for the life of this process, so that the
-# helpers live as long as it does (and not longer).
-_DETACHED_EXIT_FDS: list[int] = []
-
 
 class Helper:
-    """One helper process and what was made for it; see the module docstring.
+    """One helper process and what was made for it; see the module docstring."""
 
-    ``graceful_eof``: the helper cleans up when its exit pipe reaches EOF (rootlessport),
-    so :meth:`close` gives it that chance before any signal.
-    """
-
-    def __init__(self, name: str, *, graceful_eof: bool = False, label: str | None = None) -> None:
+    def __init__(self, name: str, *, label: str | None = None) -> None:
         self.name = name
         self.label = label or name  # how errors name it: "slirp4netns for netns /run/netns/x"
         self.child = Child([name])
         self.private_dir: str | None = None
-        self._graceful_eof = graceful_eof
         self._stopped = False
         self._closing = False
         self._owner = os.getpid()  # after fork, another process holds a copy of this
@@ -172,9 +164,9 @@ class Helper:
     def close(self, timeout: float = 5.0, *, then: Callable[[], None] | None = None) -> None:
         """Stop the helper and reap it; SIGKILL once ``timeout`` seconds have passed.
 
-        The exit pipe is closed first (the helper exits at EOF); a helper without
-        ``graceful_eof`` gets SIGTERM with it, one with it only after ``timeout``. Then
-        its tracked children are awaited and its private directory removed. In a process
+        The helper and its process group get SIGTERM; then its tracked children are
+        awaited (SIGKILL for them too after ``timeout``) and its private directory
+        removed. In a process
         other than its owner (after fork) this only closes that process's copies of the
         fds. ``then`` runs once the helper is gone, before its fds (and so the lock it may
         hold) are released. Safe to call more than once.
@@ -209,10 +201,7 @@ class Helper:
         child = self.child
         deadline = time.monotonic() + timeout
         self.track_children()
-        graceful = self._graceful_eof and child.fd("exit_fd") >= 0
-        child.close_fd("exit_fd")
-        if not graceful:
-            child.send_signal(signal.SIGTERM, group=True)
+        child.send_signal(signal.SIGTERM, group=True)
         if child.poll() is None:
             yield Wait((child.pidfd,), deadline)
         if child.poll() is None:
@@ -245,13 +234,10 @@ class Helper:
 
     def detach(self) -> int:
         """Give up ownership; return the pid. The helper is no longer stopped by
-        :meth:`close` or when the handle is dropped. Its exit pipe stays open for the life
-        of this process: a helper that must outlive it needs the caller's own exit pipe."""
+        :meth:`close` or when the handle is dropped; it still exits with this process (the
+        owner pipe): a helper that must outlive it needs the caller's own exit pipe."""
         self._stopped = True
         self.child.detach()
-        exit_fd = self.child.fd("exit_fd")
-        if exit_fd >= 0:
-            _DETACHED_EXIT_FDS.append(os.dup(exit_fd))
         self.release()
         return self.pid
 
@@ -262,7 +248,7 @@ class Helper:
         if self.private_dir is not None and self._owner == os.getpid():
             remove_tree(self.private_dir)  # still locked: ours alone
         self.child.restore()
-        for name in ("ready_fd", "exit_fd", "log_fd", "out_fd", "lock_fd", "pidfd"):
+        for name in ("ready_fd", "log_fd", "out_fd", "lock_fd", "pidfd"):
             self.child.close_fd(name)
         self.child.close_tracked()
         self._stopped = True

@@ -96,8 +96,8 @@ class Child:
         return _decode_status(self._slot.status)
 
     def fd(self, name: SlotFd) -> int:
-        """The parent's end of what the spawn made (``ready_fd``, ``exit_fd``, ``log_fd``,
-        ``out_fd``) or the file :meth:`lock` holds (``lock_fd``); -1 if none or closed."""
+        """The parent's end of what the spawn made (``ready_fd``, ``log_fd``, ``out_fd``),
+        the file :meth:`lock` holds (``lock_fd``), or the pidfd; -1 if none or closed."""
         return int(getattr(self._slot, name))
 
     def close_fd(self, name: SlotFd) -> None:
@@ -202,7 +202,7 @@ class Child:
         return f"<Child pid={self.pid} returncode={self.returncode} args={self.args!r}>"
 
 
-SlotFd = Literal["ready_fd", "exit_fd", "log_fd", "out_fd", "lock_fd", "pidfd"]
+SlotFd = Literal["ready_fd", "log_fd", "out_fd", "lock_fd", "pidfd"]
 
 
 def _decode_status(status: int) -> int:
@@ -336,8 +336,9 @@ def spawn(
 
     Made in C for the child, their parent ends owned by the returned :class:`Child` from
     the moment it exists (see :meth:`Child.fd`): ``ready_fd``, the child fd of a new
-    pipe's write end; ``exit_fd``, the child fd of a new pipe's read end (the child sees
-    EOF there when the handle closes it or this process dies); ``log``, stdout (unless
+    pipe's write end; ``exit_fd``, the child fd of the read end of this process's owner
+    pipe, whose write end pyslirp holds until the process dies: the child sees EOF there
+    when its owner is gone, however it went; ``log``, stdout (unless
     captured) and stderr into a memfd; ``capture_stdout``, stdout into a memfd of its own;
     ``input``, bytes stdin reads from a memfd. ``hold_sysctl`` is (netns, sysctl path,
     value): set there before the clone, best effort, until :meth:`Child.restore` (or the

@@ -28,7 +28,7 @@ from .steps import Steps, drive
 __all__ = ["rootlessport_config", "setup_rootless_port_mapping_via_rlk"]
 
 BINARY_NAME = "rootlessport"
-EXIT_FD = 3  # rootlessport exits at EOF here, removing its state directory
+EXIT_FD = 3  # rootlessport exits at EOF here
 READY_FD = 4  # rootlessport writes "1" here once it listens
 UNPRIVILEGED_PORT_START = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
 # What rootlessport puts under its state dir: TempDir("rootlessport") and a socket in it.
@@ -93,7 +93,7 @@ def rootless_port_mapping_steps(
     if opts.rootless_port_exit_pipe_r is not None:
         check_exit_pipe(BINARY_NAME, opts.rootless_port_exit_pipe_r)
     binary = opts.config.find_helper_binary(BINARY_NAME)
-    helper = Helper(BINARY_NAME, graceful_eof=True)
+    helper = Helper(BINARY_NAME)
     try:
         yield from start_rootlessport(helper, binary, opts, slirp_subnet, net_status, deadline)
     except BaseException:

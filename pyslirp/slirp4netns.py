@@ -231,7 +231,7 @@ def setup_steps(opts: SetupOptions) -> Steps[SetupResult]:
             assert plan.api_socket is not None
             yield from request_steps(plan.api_socket, "add_hostfwd", hostfwd, deadline)
         if plan.rootlessport is not None:
-            result.rootlessport = Helper("rootlessport", graceful_eof=True)
+            result.rootlessport = Helper("rootlessport")
             yield from start_rootlessport(
                 result.rootlessport, plan.rootlessport, opts, result.subnet, None, deadline
             )

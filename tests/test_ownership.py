@@ -42,7 +42,10 @@ class Owner:
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=pass_fds
         )
         assert self.process.stdout is not None
-        started: dict[str, int] = json.loads(self.process.stdout.readline())
+        self.stdin = self.process.stdin
+        report = json.loads(self.process.stdout.readline())
+        started: dict[str, int] = report["started"]
+        self.worker: int = report["worker"]
         self.helpers = set(started.values())
         if "rootlessport" in started:  # and rootlessport-child, which it re-exec'd
             self.helpers |= set(descendants(started["rootlessport"]))
@@ -164,22 +167,18 @@ def test_close_in_a_forked_child_leaves_the_parents_helpers(hygiene, config, net
             assert os.path.exists(result.api_socket)
 
 
-def test_a_forked_child_does_not_hold_rootlessport_s_exit_pipe(hygiene, config, netns):
-    with pyslirp.setup(options(config, netns, "rootlesskit")) as result:
-        release_r, release_w = os.pipe()
-        worker = os.fork()
-        if worker == 0:
-            os.close(release_w)
-            os.read(release_r, 1)  # a worker living on past the parent's close()
-            os._exit(0)
-        os.close(release_r)
-        rootlessport = result.rootlessport
-    try:
-        assert rootlessport is not None
-        assert rootlessport.returncode == 0  # it saw EOF and left by itself: not killed
-    finally:
-        os.close(release_w)
-        os.waitpid(worker, 0)
+@pytest.mark.parametrize("handler", ["none", "rootlesskit"])
+def test_a_forked_worker_does_not_keep_its_parents_helpers_alive(owner, handler):
+    """A pre-fork server's worker outlives its parent: the parent's helpers must not."""
+    running = owner(handler, "fork-worker")
+    assert running.stdin is not None
+    running.process.kill()  # the owner; its forked worker lives on (no owner pipe in it)
+    running.process.wait()
+    alive = [pid for pid in running.helpers if not wait_gone(pid, timeout=5)]
+    assert alive == []
+    assert not wait_gone(running.worker, timeout=0)
+    running.stdin.close()  # the worker's stdin too
+    assert wait_gone(running.worker, timeout=5)
 
 
 def test_a_probe_lock_held_at_fork_does_not_block_the_child(tmp_path):
@@ -340,11 +339,12 @@ def test_a_failing_rootlessport_leaves_no_zombie_with_a_subreaper(hygiene, short
 # --- what a live network holds ------------------------------------------------------------
 
 
-def test_a_live_network_holds_three_fds(hygiene, config, make_netns):
+def test_a_live_network_holds_two_fds(hygiene, config, make_netns):
+    pyslirp.setup(options(config, make_netns())).close()  # the owner pipe exists
     before = len(open_fds())
     results = [pyslirp.setup(options(config, make_netns(), container_id=f"c{i}")) for i in range(4)]
     try:
-        assert len(open_fds()) - before == 3 * len(results)  # pidfd, exit pipe, log
+        assert len(open_fds()) - before == 2 * len(results)  # its pidfd and its log
     finally:
         for result in results:
             result.close()

@@ -261,7 +261,7 @@ def test_pdeathsig_outlives_the_spawning_thread_not_the_process():
 
 
 def test_threads_spawn_concurrently_without_leaks():
-    pyslirp.spawn(["true"]).wait()  # the reaper's epoll fd lives as long as the process
+    pyslirp.spawn(["true"], exit_fd=3).wait()  # the reaper and owner pipe live on
     before = open_fds()
     errors: list[BaseException] = []
 

@@ -3,14 +3,16 @@ started as one JSON line, then waits for a line on stdin.
 
 usage: owner.py NETNS TMP_DIR HANDLER PORT MODE [EXIT_FD]
 HANDLER is none, rootlesskit or slirp4netns; MODE is keep (hold the result), detach
-(detach it and drop the handle) or caller-pipe (slirp4netns's exit pipe is EXIT_FD, the
-read end of a pipe whose write end the test holds).
+(detach it and drop the handle), caller-pipe (slirp4netns's exit pipe is EXIT_FD, the
+read end of a pipe whose write end the test holds) or fork-worker (keep, and fork a
+worker, as a pre-fork server does, that waits for stdin's EOF too).
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 
 import pyslirp
@@ -35,7 +37,11 @@ def main() -> None:
         result.detach()
         del result
         gc.collect()
-    print(json.dumps(started), flush=True)
+    worker = os.fork() if mode == "fork-worker" else -1
+    if worker == 0:
+        sys.stdin.readline()
+        os._exit(0)
+    print(json.dumps({"started": started, "worker": worker}), flush=True)
     sys.stdin.readline()
 
 

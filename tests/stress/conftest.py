@@ -52,7 +52,7 @@ class Leftovers:
     """
 
     def __init__(self) -> None:
-        pyslirp.spawn(["true"]).wait()  # the reaper's epoll fd lives as long as the process
+        pyslirp.spawn(["true"], exit_fd=3).wait()  # the reaper and owner pipe live on
         self.fds = open_fds()
         self.helpers = helper_pids()
 

@@ -120,5 +120,5 @@ def test_random_sigkill_of_the_owner_leaves_no_helper(leftovers, netns_pool, tmp
         done = subprocess.run(
             [*argv, str(free_port()), "keep"], input=b"\n", stdout=subprocess.PIPE, check=True
         )
-        assert json.loads(done.stdout)["slirp4netns"] > 0
+        assert json.loads(done.stdout)["started"]["slirp4netns"] > 0
     leftovers.assert_clean(tmp_dir, [netns])
