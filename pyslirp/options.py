@@ -168,7 +168,7 @@ def _check_outbound_addr6(value: str) -> str:
     return value
 
 
-READY_TIMEOUT_MAX = 24 * 3600.0  # seconds; poll() takes at most ~24.8 days in ms
+READY_TIMEOUT_MAX = 3600.0  # seconds: a helper not ready in an hour never will be
 PORT_HANDLER_PROTOCOLS = ("tcp", "udp")
 
 
@@ -202,18 +202,18 @@ class SetupOptions:
         if not isinstance(self.config, Config):
             raise OptionError(f"invalid config {self.config!r}: not a pyslirp.Config")
         _check_container_id(self.container_id)
-        _check_path("netns", self.netns)
-        _check_path("tmp_dir", self.config.tmp_dir)
+        check_path("netns", self.netns)
+        check_path("tmp_dir", self.config.tmp_dir)
         if self.config.network_cmd_path is not None:
-            _check_path("network_cmd_path", self.config.network_cmd_path)
+            check_path("network_cmd_path", self.config.network_cmd_path)
         if self.userns_path is not None:
-            _check_path("userns_path", self.userns_path)
+            check_path("userns_path", self.userns_path)
         object.__setattr__(self, "ports", _check_ports(self.ports))
-        object.__setattr__(self, "extra_options", _check_strings(self.extra_options))
+        object.__setattr__(self, "extra_options", check_strings(self.extra_options))
         for name in ("slirp4netns_exit_pipe_r", "rootless_port_exit_pipe_r"):
             _check_fd(name, getattr(self, name))
-        _check_pdeathsig(self.pdeathsig)
-        _check_ready_timeout(self.ready_timeout)
+        check_pdeathsig(self.pdeathsig)
+        check_ready_timeout(self.ready_timeout)
         network = parse_options(self.config.network_cmd_options, self.extra_options)
         object.__setattr__(self, "_network", network)
 
@@ -229,7 +229,7 @@ def _check_container_id(value: object) -> None:
         raise OptionError(f"invalid container id {value!r}")
 
 
-def _check_path(name: str, value: object) -> None:
+def check_path(name: str, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise OptionError(f"invalid {name} {value!r}: must be a non-empty string")
     if "\0" in value:
@@ -253,7 +253,7 @@ def _check_ports(ports: object) -> tuple[PortMapping, ...]:
     return checked
 
 
-def _check_strings(items: object) -> tuple[str, ...]:
+def check_strings(items: object) -> tuple[str, ...]:
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
         raise OptionError(f"invalid extra_options {items!r}: must be a sequence of strings")
     checked = tuple(items)
@@ -276,12 +276,12 @@ def _check_fd(name: str, value: object) -> None:
         raise OptionError(f"invalid {name} {value!r}: not an fd or a file")
 
 
-def _check_pdeathsig(value: object) -> None:
+def check_pdeathsig(value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < signal.NSIG:
         raise OptionError(f"invalid pdeathsig {value!r}: not 0 or a signal number")
 
 
-def _check_ready_timeout(value: object) -> None:
+def check_ready_timeout(value: object) -> None:
     if (
         not isinstance(value, (int, float))
         or isinstance(value, bool)

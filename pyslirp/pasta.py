@@ -32,7 +32,7 @@ from .errors import OptionError, PortForwardError, SlirpError, StartError
 from .features import probe_pasta_features
 from .helper import Helper
 from .netnsaddr import IPAddress, netns_addresses
-from .options import _check_path, _check_pdeathsig, _check_ready_timeout, _check_strings
+from .options import check_path, check_pdeathsig, check_ready_timeout, check_strings
 from .pastaargv import SLIRP4NETNS_PRESET, child_options, create_pasta_args
 from .ports import PortMapping
 from .process import DEVNULL
@@ -72,11 +72,11 @@ class SetupOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.config, Config):
             raise OptionError(f"invalid config {self.config!r}: not a pyslirp.Config")
-        _check_path("netns", self.netns)
-        _check_path("tmp_dir", self.config.tmp_dir)
+        check_path("netns", self.netns)
+        check_path("tmp_dir", self.config.tmp_dir)
         if self.userns_path is not None:
-            _check_path("userns_path", self.userns_path)
-        object.__setattr__(self, "extra_options", _check_strings(self.extra_options))
+            check_path("userns_path", self.userns_path)
+        object.__setattr__(self, "extra_options", check_strings(self.extra_options))
         for option in (*self.config.pasta_options, *self.extra_options):
             if "\0" in option:
                 raise OptionError(f"invalid pasta option {option!r}: contains a NUL byte")
@@ -84,8 +84,8 @@ class SetupOptions:
             raise OptionError(
                 f"invalid addressing {self.addressing!r}: use 'host' or 'slirp4netns'"
             )
-        _check_pdeathsig(self.pdeathsig)
-        _check_ready_timeout(self.ready_timeout)
+        check_pdeathsig(self.pdeathsig)
+        check_ready_timeout(self.ready_timeout)
 
 
 class SetupResult:

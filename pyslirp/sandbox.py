@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import math
 import os
 import select
 import signal
@@ -30,7 +29,7 @@ from .config import Config
 from .errors import OptionError, SlirpError, StartError
 from .gostrconv import go_quote
 from .lookpath import is_executable, look_path
-from .options import NetworkOptions, SetupOptions, parse_options
+from .options import NetworkOptions, SetupOptions, check_ready_timeout, parse_options
 from .ports import PortMapping
 from .process import Child
 from .slirp4netns import SetupResult, setup
@@ -47,7 +46,6 @@ RELAYED = (
     signal.SIGUSR2,
     signal.SIGWINCH,
 )
-MAX_READY_TIMEOUT = 3600.0
 IPV6_DNS = "fd00::3"  # slirp4netns's DNS on its IPv6 network
 HOST_ALIAS = "host.containers.internal"
 NETWORKS = ("slirp4netns", "pasta")
@@ -105,17 +103,7 @@ class RunOptions:
             )
         if any("\0" in arg for arg in self.command):
             raise OptionError(f"command contains a NUL byte: {list(self.command)!r}")
-        timeout = self.ready_timeout
-        if not (
-            isinstance(timeout, (int, float))
-            and not isinstance(timeout, bool)
-            and math.isfinite(timeout)
-            and 0 < timeout <= MAX_READY_TIMEOUT
-        ):
-            raise OptionError(
-                f"invalid ready timeout {timeout!r}: must be over 0 and at most "
-                f"{MAX_READY_TIMEOUT:g} seconds"
-            )
+        check_ready_timeout(self.ready_timeout)
         for server in self.dns:
             try:
                 ipaddress.ip_address(server)

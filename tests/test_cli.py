@@ -148,10 +148,10 @@ def test_info_shows_slirp4netns_and_its_features():
         (["-o", "nope=1", "--", "true"], '"nope=1"'),
         ([], "no command given"),
         (["--ready-timeout", "soon", "--", "true"], "soon"),
-        (["--ready-timeout", "inf", "--", "true"], "invalid ready timeout inf"),
-        (["--ready-timeout", "nan", "--", "true"], "invalid ready timeout nan"),
-        (["--ready-timeout", "1e10", "--", "true"], "invalid ready timeout 10000000000.0"),
-        (["--ready-timeout", "0", "--", "true"], "invalid ready timeout 0"),
+        (["--ready-timeout", "inf", "--", "true"], "invalid ready_timeout inf"),
+        (["--ready-timeout", "nan", "--", "true"], "invalid ready_timeout nan"),
+        (["--ready-timeout", "1e10", "--", "true"], "invalid ready_timeout 10000000000.0"),
+        (["--ready-timeout", "0", "--", "true"], "invalid ready_timeout 0"),
     ],
 )
 def test_bad_input_exits_125_with_one_line_naming_it(args, named):
