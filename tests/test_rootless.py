@@ -15,6 +15,8 @@ import pytest
 
 from helpers import free_port, pids_of
 
+pytestmark = pytest.mark.root
+
 NOBODY = 65534
 
 # Runs as root only long enough to import (the interpreter may live under a root-only

@@ -26,6 +26,8 @@ from netns_tools import (
     udp_echo,
 )
 
+pytestmark = pytest.mark.root
+
 ACCEPT_DAD = "/proc/sys/net/ipv6/conf/default/accept_dad"
 SIOCGIFADDR = 0x8915
 
