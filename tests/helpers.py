@@ -1,4 +1,5 @@
-"""Process-hygiene probes the tests share: fds, children, zombies, mounts."""
+"""What the tests share: process-hygiene probes (fds, children, zombies, mounts), ports,
+and a hypothesis strategy for any JSON value."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from hypothesis import strategies as st
 
 
 def open_fds() -> dict[int, str]:
@@ -179,3 +182,13 @@ def env_count(name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"{name} must be at least 1, not {value}")
     return value
+
+
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+"""Any JSON value (hypothesis): what a peer that speaks JSON might send."""

@@ -194,24 +194,6 @@ def test_child_ip_accepts_typed_status_blocks() -> None:
     assert get_rootless_port_child_ip(None, {"podman": block}) == "10.89.0.7"
 
 
-def test_status_block_from_netavark_json() -> None:
-    block = StatusBlock.from_json(
-        {
-            "interfaces": {
-                "eth0": {
-                    "subnets": [{"ipnet": "10.88.0.2/16", "gateway": "10.88.0.1"}],
-                    "mac_address": "12:34:56:78:9a:bc",
-                }
-            }
-        }
-    )
-    interface = block.interfaces["eth0"]
-    assert interface.mac_address == "12:34:56:78:9a:bc"
-    assert interface.subnets == (
-        NetAddress(ipnet=IPv4Interface("10.88.0.2/16"), gateway=IPv4Address("10.88.0.1")),
-    )
-
-
 _CHILD_SCRIPT = """
 import json, sys
 from pyslirp.addresses import get_rootless_port_child_ip

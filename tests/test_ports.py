@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -222,11 +224,108 @@ def test_a_mapping_written_as_a_publish_spec_parses_back(
     assert parse_publish(f"{address}{ports(host)}:{ports(container)}/{protocol}") == mapping
 
 
+_spec_pieces = st.sampled_from(
+    [
+        "8080",
+        "80",
+        "0",
+        "65535",
+        "65536",
+        "-",
+        ":",
+        "::",
+        "/",
+        "[",
+        "]",
+        "::1",
+        "[::1]",
+        "127.0.0.1",
+        "0.0.0.0",
+        "tcp",
+        "udp",
+        "sctp",
+        "TCP",
+        ",",
+        "1-2",
+        "+1",
+        "٣",
+        " ",
+        "",
+    ]
+)
+_specs = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet="0123456789:-/[].,abcdefptuTCPUDP ", max_size=30),
+    st.lists(_spec_pieces, max_size=8).map("".join),
+)
+
+
 @settings(max_examples=500)
-@given(st.text(alphabet=st.sampled_from("0123456789:-/[],.abcdeftpsu"), max_size=24))
-def test_parse_publish_returns_a_mapping_or_port_mapping_error(spec: str) -> None:
+@given(_specs)
+def test_any_spec_parses_back_to_itself_or_raises_port_mapping_error(spec: str) -> None:
     try:
         mapping = parse_publish(spec)
+    except PortMappingError as exc:
+        assert str(exc).startswith("invalid port mapping ")
+        return
+    host_ip = f"[{mapping.host_ip}]" if ":" in mapping.host_ip else mapping.host_ip
+    ranges = [
+        f"{p}-{p + mapping.range - 1}" if mapping.range > 1 else str(p)
+        for p in (mapping.host_port, mapping.container_port)
+    ]
+    again = f"{host_ip}:{ranges[0]}:{ranges[1]}/{mapping.protocol}".lstrip(":")
+    assert parse_publish(again) == mapping
+
+
+_any_value = st.one_of(
+    st.integers(-70000, 140000),
+    st.booleans(),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.none(),
+    st.binary(max_size=4),
+)
+_protocols = st.one_of(
+    st.lists(
+        st.sampled_from(["tcp", "udp", "sctp", "TCP", "", "icmp"]), min_size=1, max_size=4
+    ).map(",".join),
+    _any_value,
+)
+_host_ips = st.one_of(
+    st.just(""),
+    st.ip_addresses().map(str),
+    _any_value,
+    st.sampled_from(["fe80::1%eth0", "::ffff:1.2.3.4", "localhost"]),
+)
+
+
+@settings(max_examples=500)
+@given(
+    container_port=st.one_of(st.integers(-2, 65537), _any_value),
+    host_port=st.one_of(st.integers(-2, 65537), _any_value),
+    host_ip=_host_ips,
+    range_=st.one_of(st.integers(-1, 70000), _any_value),
+    protocol=_protocols,
+)
+def test_any_values_build_a_valid_mapping_or_raise_port_mapping_error(
+    container_port: Any, host_port: Any, host_ip: Any, range_: Any, protocol: Any
+) -> None:
+    try:
+        mapping = PortMapping(
+            container_port=container_port,
+            host_port=host_port,
+            host_ip=host_ip,
+            range=range_,
+            protocol=protocol,
+        )
     except PortMappingError:
         return
-    assert isinstance(mapping, PortMapping)
+    assert 1 <= mapping.host_port <= mapping.host_port + mapping.range - 1 <= 65535
+    assert 1 <= mapping.container_port <= mapping.container_port + mapping.range - 1 <= 65535
+    json.dumps(mapping.to_json())
+    try:
+        forwards = slirp4netns_hostfwd_args(mapping)
+    except PortMappingError:
+        assert "sctp" in mapping.protocols
+        return
+    assert len(forwards) == mapping.range * len(mapping.protocols)
