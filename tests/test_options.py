@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from ipaddress import IPv4Network
 
@@ -113,8 +114,16 @@ def test_errors_have_go_wording_and_quoting(option: str, message: str) -> None:
 
 @pytest.mark.parametrize("cidr", ["10.0.2.0/26", "10.0.2.0/32", "0.0.0.0/0"])
 def test_cidr_prefix_outside_1_to_25_is_refused_before_spawn(cidr: str) -> None:
-    with pytest.raises(OptionError, match=f'^invalid cidr "{cidr}": '):
+    with pytest.raises(OptionError) as info:
         parse_options([f"cidr={cidr}"], [])
+    assert str(info.value) == (
+        f'invalid cidr "{cidr}": slirp4netns needs a prefix length of 1 to 25 '
+        "(the namespace gets network + 100)"
+    )
+
+
+def test_cidr_prefix_may_have_leading_zeros_as_in_go() -> None:
+    assert parse_options(["cidr=10.0.2.0/024"], []).cidr == IPv4Network("10.0.2.0/24")
 
 
 def test_cidr_prefix_25_and_1_are_accepted() -> None:
@@ -142,20 +151,53 @@ def test_option_error_is_a_value_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"cidr": IPv4Network("10.0.0.0/30")},
-        {"port_handler": "other"},
-        {"allow_host_loopback": "yes"},
-        {"mtu": 10},
-        {"mtu": True},
-        {"outbound_addr": "::1"},
-        {"outbound_addr6": "::1", "enable_ipv6": False},
+        (
+            {"cidr": IPv4Network("10.0.0.0/30")},
+            'invalid cidr "10.0.0.0/30": slirp4netns needs a prefix length of 1 to 25 '
+            "(the namespace gets network + 100)",
+        ),
+        ({"cidr": "10.0.2.0/24"}, 'invalid cidr "10.0.2.0/24"'),
+        ({"port_handler": "other"}, 'unknown port_handler for slirp4netns: "other"'),
+        (
+            {"allow_host_loopback": "yes"},
+            "invalid value of allow_host_loopback for slirp4netns: 'yes'",
+        ),
+        ({"enable_ipv6": 1}, "invalid value of enable_ipv6 for slirp4netns: 1"),
+        ({"mtu": 10}, 'invalid mtu "10"'),
+        ({"mtu": 65522}, 'invalid mtu "65522": slirp4netns allows at most 65521'),
+        ({"mtu": True}, "invalid mtu True"),
+        ({"mtu": 1500.0}, "invalid mtu 1500.0"),
+        ({"mtu": "1500"}, "invalid mtu '1500'"),
+        ({"outbound_addr": "::1"}, 'invalid outbound_addr "::1"'),
+        ({"outbound_addr": 5}, "invalid outbound_addr 5"),
+        ({"outbound_addr6": 5}, "invalid outbound_addr6: 5"),
+        (
+            {"outbound_addr6": "::1", "enable_ipv6": False},
+            "enable_ipv6=true is required for outbound_addr6",
+        ),
     ],
 )
-def test_network_options_are_validated_when_built_directly(kwargs: dict[str, object]) -> None:
-    with pytest.raises(OptionError):
+def test_network_options_are_validated_when_built_directly(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(OptionError) as info:
         NetworkOptions(**kwargs)  # type: ignore[arg-type]
+    assert str(info.value) == message
+
+
+def test_network_options_are_frozen_and_keyword_only() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        NetworkOptions().mtu = 1500  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        NetworkOptions(None)  # type: ignore[misc]
+
+
+def test_only_the_first_equals_sign_splits_key_from_value() -> None:
+    with pytest.raises(OptionError) as info:
+        parse_options(["mtu=1500=1"], [])
+    assert str(info.value) == 'invalid mtu "1500=1"'
 
 
 # Values the parser treats specially, near its limits, or in Go's and Python's gaps.

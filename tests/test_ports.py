@@ -86,6 +86,50 @@ def test_bad_mapping_raises_port_mapping_error_naming_the_value(
 def test_last_port_of_a_range_may_be_65535() -> None:
     mapping = PortMapping(container_port=65534, host_port=65533, range=2)
     assert mapping.range == 2
+    assert PortMapping(container_port=1, host_port=1, range=65535).range == 65535
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"container_port": 1, "host_port": 65535, "range": 2},
+            "invalid host_port 65535 with range 2: the last port 65536 is past 65535",
+        ),
+        (
+            {"container_port": 65530, "host_port": 1, "range": 7},
+            "invalid container_port 65530 with range 7: the last port 65536 is past 65535",
+        ),
+        (
+            {"container_port": 0, "host_port": 1},
+            "invalid container_port 0: port numbers must be between 1 and 65535 (inclusive)",
+        ),
+        (
+            {"container_port": 1, "host_port": 1, "range": -1},
+            "invalid range -1: must be 0 to 65535",
+        ),
+        (
+            {"container_port": 1, "host_port": 1, "protocol": 5},
+            "invalid protocol 5: must be a string",
+        ),
+        (
+            {"container_port": 1, "host_port": 1, "protocol": "tcp,"},
+            'invalid protocol "tcp,": unrecognized protocol "" in port mapping',
+        ),
+        (
+            {"container_port": 1, "host_port": 1, "protocol": "udp,tcp,udp"},
+            'invalid protocol "udp,tcp,udp": udp is listed twice',
+        ),
+        (
+            {"container_port": 1, "host_port": 1, "host_ip": "localhost"},
+            "invalid host_ip 'localhost': cannot parse it as an IP address",
+        ),
+    ],
+)
+def test_bad_mapping_messages_in_full(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(PortMappingError) as info:
+        PortMapping(**kwargs)  # type: ignore[arg-type]
+    assert str(info.value) == message
 
 
 def test_ipv4_and_ipv6_host_ips_are_accepted() -> None:
@@ -137,8 +181,9 @@ def test_hostfwd_args_refuse_sctp_naming_it() -> None:
     mapping = PortMapping(container_port=1, host_port=1, protocol="tcp,sctp")
     with pytest.raises(PortMappingError) as info:
         slirp4netns_hostfwd_args(mapping)
-    assert "supports only tcp and udp" in str(info.value)
-    assert '"sctp"' in str(info.value)
+    assert str(info.value) == (
+        'the slirp4netns port handler supports only tcp and udp, not "sctp" (protocol "tcp,sctp")'
+    )
 
 
 @pytest.mark.parametrize(
@@ -167,35 +212,81 @@ def test_parse_publish_accepts_podman_syntax(spec: str, expected: PortMapping) -
 @pytest.mark.parametrize(
     ("spec", "reason"),
     [
-        ("80", "a host port is required"),
-        ("127.0.0.1::80", "a host port is required"),
+        ("80", "a host port is required (random host ports are not supported)"),
+        ("127.0.0.1::80", "a host port is required (random host ports are not supported)"),
         ("80:", "must provide a non-empty container port to publish"),
         ("80:80/", "must provide a non-empty protocol to publish"),
-        ("80:80/tcp/udp", "protocol can only be specified once"),
+        ("80:80/tcp/udp", "invalid port format - protocol can only be specified once"),
         ("80:80/icmp", 'unrecognized protocol "icmp" in port mapping'),
-        ("1:2:3:4", "format is [[hostIP:]hostPort:]containerPort"),
-        ("x:80", 'invalid port number: strconv.Atoi: parsing "x": invalid syntax'),
-        ("0:80", "port numbers must be between 1 and 65535 (inclusive), got 0"),
-        ("80:65536", "port numbers must be between 1 and 65535 (inclusive), got 65536"),
-        ("8080-8081:80", "ranges have different lengths: 2 vs 1"),
-        ("81-80:81-80", "80 is not higher than 81"),
-        ("80-:80-", "must provide ending number for port range"),
-        ("1-2-3:1-2-3", "port ranges are formatted as startPort-stopPort"),
-        ("-80:80", "port numbers cannot be negative"),
+        ("80:80/tcp,Icmp", 'unrecognized protocol "icmp" in port mapping'),
+        ("1:2:3:4", "invalid port format - format is [[hostIP:]hostPort:]containerPort"),
+        (
+            "x:80",
+            'parsing host port: invalid port number: strconv.Atoi: parsing "x": invalid syntax',
+        ),
+        (
+            "80-x:80-81",
+            'parsing host port: invalid port number: strconv.Atoi: parsing "x": invalid syntax',
+        ),
+        (
+            "80:x",
+            "parsing container port: invalid port number: "
+            'strconv.Atoi: parsing "x": invalid syntax',
+        ),
+        (
+            "0:80",
+            "parsing host port: port numbers must be between 1 and 65535 (inclusive), got 0",
+        ),
+        (
+            "80:65536",
+            "parsing container port: port numbers must be between 1 and 65535 (inclusive), "
+            "got 65536",
+        ),
+        ("8080-8081:80", "host and container port ranges have different lengths: 2 vs 1"),
+        (
+            "81-80:81-80",
+            "parsing container port: the end port of a range must be higher than the start "
+            "port - 80 is not higher than 81",
+        ),
+        (
+            "80-80:80-80",
+            "parsing container port: the end port of a range must be higher than the start "
+            "port - 80 is not higher than 80",
+        ),
+        ("80-:80-", "parsing container port: must provide ending number for port range"),
+        (
+            "1-2-3:1-2-3",
+            "parsing container port: invalid port format - "
+            "port ranges are formatted as startPort-stopPort",
+        ),
+        ("-80:80", "parsing host port: port numbers cannot be negative"),
         ("host:80:80", 'cannot parse "host" as an IP address'),
         (":80:80", "must provide a non-empty container host IP to publish"),
-        ("[::1]:80", "must provide host and destination port if specifying an IP"),
-        ("[::1]:1:2:3", "must be [ipv6]:hostPort:ctrPort"),
-        ("::1]:1:2", "IPv6 addresses must be enclosed by []"),
-        ("[::1]1:2", "IPv6 address must be followed by a colon"),
-        ("[::1]:[::2]:1:2", "at most one IPv6 address"),
+        (
+            "[::1]:80",
+            "invalid port format - must provide host and destination port if specifying an IP",
+        ),
+        (
+            "[::1]:1:2:3",
+            "invalid port format - when v6 address specified, must be [ipv6]:hostPort:ctrPort",
+        ),
+        ("::1]:1:2", "invalid port format - IPv6 addresses must be enclosed by []"),
+        ("[::1]1:2", "invalid port format - IPv6 address must be followed by a colon (':')"),
+        (
+            "[::1]:[::2]:1:2",
+            "invalid port format - at most one IPv6 address can be specified in a --publish",
+        ),
     ],
 )
 def test_parse_publish_rejects_with_podman_reason_and_the_spec(spec: str, reason: str) -> None:
     with pytest.raises(PortMappingError) as info:
         parse_publish(spec)
-    assert reason in str(info.value)
-    assert str(info.value).startswith(f'invalid port mapping "{spec}": ')
+    assert str(info.value) == f'invalid port mapping "{spec}": {reason}'
+
+
+def test_an_empty_protocol_item_is_tcp_as_podman_reads_it() -> None:
+    assert parse_publish("53:53/udp,").protocol == "udp,tcp"
+    assert parse_publish("53:53/,udp").protocol == "tcp,udp"
 
 
 _ports = st.integers(1, 65535)
