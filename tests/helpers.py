@@ -3,6 +3,7 @@ and a hypothesis strategy for any JSON value."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -168,12 +169,21 @@ def wait_asleep_in(task: str, word: str, timeout: float = 5.0) -> bool:
     return poll_until(asleep, timeout) and os.path.exists(task)
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A host port nothing is bound to right now."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("0.0.0.0", 0))
-        port: int = s.getsockname()[1]
-        return port
+def free_port(kind: int = socket.SOCK_STREAM, count: int = 1) -> int:
+    """The first of ``count`` consecutive host ports nothing is bound to right now."""
+    while True:
+        with contextlib.ExitStack() as held:
+            first = held.enter_context(socket.socket(socket.AF_INET, kind))
+            first.bind(("0.0.0.0", 0))
+            port: int = first.getsockname()[1]
+            try:
+                for next_port in range(port + 1, port + count):
+                    held.enter_context(socket.socket(socket.AF_INET, kind)).bind(
+                        ("0.0.0.0", next_port)
+                    )
+            except (OSError, OverflowError):  # taken, or past 65535: another try
+                continue
+            return port
 
 
 def env_count(name: str, default: int) -> int:
