@@ -126,10 +126,17 @@ def test_a_block_of_the_wrong_shape_raises_naming_what_is_wrong(data: Any, messa
     assert str(info.value) == message
 
 
-def test_a_subnet_read_alone_must_have_an_ipnet() -> None:
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"gateway": "10.0.0.1"}, "net status: ipnet must be a string, got None"),
+        ("10.0.0.2/24", "net status: subnet must be an object, got '10.0.0.2/24'"),
+    ],
+)
+def test_a_subnet_read_alone_must_be_an_object_with_an_ipnet(data: Any, message: str) -> None:
     with pytest.raises(ValueError) as info:
-        NetAddress.from_json({"gateway": "10.0.0.1"})
-    assert str(info.value) == "net status: ipnet must be a string, got None"
+        NetAddress.from_json(data)
+    assert str(info.value) == message
 
 
 @pytest.mark.parametrize("cls", [NetAddress, NetInterface, StatusBlock])
