@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import signal
 import socket
 from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyslirp.errors import OptionError
-from pyslirp.options import OPTION_KEYS, NetworkOptions, parse_options
+from pyslirp.config import Config
+from pyslirp.errors import OptionError, PortMappingError
+from pyslirp.options import OPTION_KEYS, NetworkOptions, SetupOptions, parse_options
+from pyslirp.ports import PortMapping
 
 
 def test_defaults_are_podmans() -> None:
@@ -249,3 +255,153 @@ def test_any_strings_give_valid_options_or_option_error(
     assert isinstance(options, NetworkOptions)
     assert 68 <= options.mtu <= 65521
     assert options.cidr is None or 1 <= options.cidr.prefixlen <= 25
+
+
+# --- SetupOptions: every field checked when the options are made ---------------------------
+
+CONFIG = Config(tmp_dir="/tmp/pyslirp-test-run")
+
+
+def setup_options(**kwargs: Any) -> SetupOptions:
+    return SetupOptions(**{"config": CONFIG, "container_id": "ctr", "netns": "/n", **kwargs})
+
+
+def test_setup_options_defaults_and_the_parsed_network_options() -> None:
+    opts = SetupOptions(container_id="ctr", netns="/run/netns/x")
+    assert opts.config == Config()
+    assert (opts.ports, opts.extra_options, opts.userns_path) == ((), (), None)
+    assert (opts.slirp4netns_exit_pipe_r, opts.rootless_port_exit_pipe_r) == (None, None)
+    assert (opts.pdeathsig, opts.ready_timeout) == (0, 10.0)
+    assert opts.network == NetworkOptions()
+
+
+def test_setup_options_read_config_options_then_extra_ones() -> None:
+    config = Config(tmp_dir="/t", network_cmd_options=("mtu=1500", "enable_ipv6=false"))
+    opts = setup_options(config=config, extra_options=["mtu=9000"])
+    assert opts.network == NetworkOptions(mtu=9000, enable_ipv6=False)
+    assert opts.extra_options == ("mtu=9000",)
+    with pytest.raises(OptionError) as info:
+        setup_options(extra_options=["mtu=1"])
+    assert str(info.value) == 'invalid mtu "1"'
+
+
+def test_setup_options_keep_ports_as_a_tuple() -> None:
+    mapping = PortMapping(container_port=80, host_port=8080, protocol="tcp,udp")
+    assert setup_options(ports=(m for m in [mapping])).ports == (mapping,)
+
+
+def test_setup_options_take_fds_and_files(tmp_path: Path) -> None:
+    with open(tmp_path / "f", "w") as file:
+        opts = setup_options(slirp4netns_exit_pipe_r=0, rootless_port_exit_pipe_r=file)
+    assert (opts.slirp4netns_exit_pipe_r, opts.rootless_port_exit_pipe_r) == (0, file)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"container_id": "a.b..c"},
+        {"userns_path": "/proc/1/ns/user"},
+        {"config": Config(tmp_dir="/t", network_cmd_path="slirp4netns")},
+        {"pdeathsig": signal.SIGKILL},
+        {"pdeathsig": signal.NSIG - 1},
+        {"ready_timeout": 0.001},
+        {"ready_timeout": 86400},
+    ],
+)
+def test_setup_options_accept_the_edges(kwargs: dict[str, Any]) -> None:
+    opts = setup_options(**kwargs)
+    for name, value in kwargs.items():
+        assert getattr(opts, name) == value
+
+
+class _ClosedFile:
+    """A file whose fileno() raises, as a closed file's does."""
+
+    def fileno(self) -> int:
+        raise ValueError("I/O operation on closed file")
+
+    def __repr__(self) -> str:
+        return "<closed file>"
+
+
+_CLOSED = _ClosedFile()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"config": "x"}, "invalid config 'x': not a pyslirp.Config"),
+        ({"container_id": ""}, "invalid container id ''"),
+        ({"container_id": "."}, "invalid container id '.'"),
+        ({"container_id": ".."}, "invalid container id '..'"),
+        ({"container_id": "../../etc"}, "invalid container id '../../etc'"),
+        ({"container_id": "a\0b"}, "invalid container id 'a\\x00b'"),
+        ({"container_id": 7}, "invalid container id 7"),
+        ({"netns": ""}, "invalid netns '': must be a non-empty string"),
+        ({"netns": 3}, "invalid netns 3: must be a non-empty string"),
+        ({"netns": "/run/\0"}, "invalid netns '/run/\\x00': contains a NUL byte"),
+        ({"config": Config(tmp_dir="")}, "invalid tmp_dir '': must be a non-empty string"),
+        (
+            {"config": Config(tmp_dir="/t", network_cmd_path="a\0")},
+            "invalid network_cmd_path 'a\\x00': contains a NUL byte",
+        ),
+        ({"userns_path": ""}, "invalid userns_path '': must be a non-empty string"),
+        ({"ports": "8080:80"}, "invalid ports '8080:80': must be a sequence of PortMapping"),
+        ({"ports": b"80"}, "invalid ports b'80': must be a sequence of PortMapping"),
+        ({"ports": 80}, "invalid ports 80: must be a sequence of PortMapping"),
+        ({"ports": ["8080:80"]}, "invalid port mapping '8080:80': not a PortMapping"),
+        (
+            {"ports": [PortMapping(container_port=1, host_port=1, protocol="tcp,sctp")]},
+            'cannot publish "sctp" ports (protocol "tcp,sctp"): rootlessport and slirp4netns '
+            "forward only tcp and udp",
+        ),
+        (
+            {"extra_options": "mtu=1500"},
+            "invalid extra_options 'mtu=1500': must be a sequence of strings",
+        ),
+        ({"extra_options": b"m"}, "invalid extra_options b'm': must be a sequence of strings"),
+        ({"extra_options": 5}, "invalid extra_options 5: must be a sequence of strings"),
+        ({"extra_options": ["mtu=1500", 5]}, "invalid option 5: not a string"),
+        (
+            {"slirp4netns_exit_pipe_r": True},
+            "invalid slirp4netns_exit_pipe_r True: not an fd or a file",
+        ),
+        (
+            {"slirp4netns_exit_pipe_r": -1},
+            "invalid slirp4netns_exit_pipe_r -1: not an fd or a file",
+        ),
+        (
+            {"rootless_port_exit_pipe_r": "3"},
+            "invalid rootless_port_exit_pipe_r '3': not an fd or a file",
+        ),
+        (
+            {"rootless_port_exit_pipe_r": _CLOSED},
+            "invalid rootless_port_exit_pipe_r <closed file>: I/O operation on closed file",
+        ),
+        ({"pdeathsig": -1}, "invalid pdeathsig -1: not 0 or a signal number"),
+        ({"pdeathsig": signal.NSIG}, f"invalid pdeathsig {signal.NSIG}: not 0 or a signal number"),
+        ({"pdeathsig": True}, "invalid pdeathsig True: not 0 or a signal number"),
+        ({"pdeathsig": 9.0}, "invalid pdeathsig 9.0: not 0 or a signal number"),
+    ],
+)
+def test_setup_options_name_a_bad_value(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises((OptionError, PortMappingError)) as info:
+        setup_options(**kwargs)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 86400.5, math.inf, math.nan, True, "soon", None])
+def test_setup_options_refuse_a_bad_ready_timeout(timeout: object) -> None:
+    with pytest.raises(OptionError) as info:
+        setup_options(ready_timeout=timeout)
+    assert str(info.value) == (
+        f"invalid ready_timeout {timeout!r}: must be seconds, more than 0 and at most 86400"
+    )
+
+
+def test_setup_options_are_frozen_and_keyword_only() -> None:
+    opts = setup_options()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.netns = "/m"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        SetupOptions(CONFIG, "ctr", "/n")  # type: ignore[misc]
