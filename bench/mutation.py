@@ -161,60 +161,72 @@ def run_one(mutant: Mutant, tree: Path) -> str:
 def module_level_mutants(module: str) -> Iterator[Mutant]:
     source = (ROOT / "pyslirp" / f"{module}.py").read_text()
     lines = source.splitlines(keepends=True)
-    for node, replacement, what in _literal_sites(ast.parse(source)):
+    seen: Counter[str] = Counter()
+    for node, replacement, where in _literal_sites(ast.parse(source)):
         raw = [line.encode() for line in lines]
         start, end = node.lineno - 1, node.end_lineno - 1  # type: ignore[operator]
         head = raw[start][: node.col_offset]
         tail = raw[end][node.end_col_offset :]
         raw[start : end + 1] = [head + replacement.encode() + tail]
+        seen[where] += 1
+        repeat = f" #{seen[where]}" if seen[where] > 1 else ""
         yield Mutant(
             module=module,
-            name=f"pyslirp.{module}:{node.lineno}:{what}",
+            name=f"pyslirp.{module}:{where}{repeat}",
             source=b"".join(raw).decode(),
         )
 
 
 def _literal_sites(tree: ast.Module) -> Iterator[tuple[ast.expr, str, str]]:
-    """(node, replacement text, short description) for each literal outside functions."""
+    """(node, replacement text, where: the name it belongs to and the change) for each
+    literal outside functions. Names, not line numbers, so an edit elsewhere keeps them."""
     keywords = {
         id(node.value): f"{node.arg}="
         for node in ast.walk(tree)
         if isinstance(node, ast.keyword) and isinstance(node.value, ast.Constant)
     }
-    for node in _outside_functions(tree):
+    for node, owner in _outside_functions(tree):
         if isinstance(node, ast.Call) and _is_re_compile(node) and node.args:
             pattern = node.args[0]
             if isinstance(pattern, ast.Constant) and isinstance(pattern.value, str):
                 for mutated in _regex_mutations(pattern.value):
-                    yield pattern, repr(mutated), f"re {mutated!r}"
+                    yield pattern, repr(mutated), f"{owner}:re {mutated!r}"
             continue
         if not isinstance(node, ast.Constant):
             continue
         value = node.value
         if isinstance(value, bool):
-            yield node, repr(not value), f"{keywords.get(id(node), '')}{value}->{not value}"
-        elif isinstance(value, int):
-            yield node, repr(value + 1), f"{value}->{value + 1}"
+            change = f"{keywords.get(id(node), '')}{value}->{not value}"
+            yield node, repr(not value), f"{owner}:{change}"
+        elif isinstance(value, int | float):
+            yield node, repr(value + 1), f"{owner}:{value}->{value + 1}"
         elif isinstance(value, str):
-            yield node, repr(f"XX{value}XX"), f"{value[:24]!r}->XX"
+            yield node, repr(f"XX{value}XX"), f"{owner}:{value[:24]!r}->XX"
 
 
-def _outside_functions(tree: ast.Module) -> Iterator[ast.AST]:
-    """Every node not inside a function body, an annotation or a docstring."""
-    stack: list[ast.AST] = [tree]
+def _outside_functions(tree: ast.Module) -> Iterator[tuple[ast.AST, str]]:
+    """Every node not inside a function body, an annotation or a docstring, with the name
+    of the class and/or assignment it is part of."""
+    stack: list[tuple[ast.AST, str]] = [(tree, "")]
     while stack:
-        node = stack.pop()
+        node, owner = stack.pop()
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             continue
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue  # a docstring
-        yield node
+        yield node, owner
         if isinstance(node, ast.Call) and _is_re_compile(node):
             continue  # its pattern gets regex mutations instead
+        if isinstance(node, ast.ClassDef):
+            owner = node.name
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            name = target.id if isinstance(target, ast.Name) else ast.unparse(target)
+            owner = f"{owner}.{name}" if owner else name
         children = list(ast.iter_child_nodes(node))
         if isinstance(node, ast.AnnAssign):
             children.remove(node.annotation)
-        stack.extend(reversed(children))
+        stack.extend((child, owner) for child in reversed(children))
 
 
 def _is_re_compile(node: ast.Call) -> bool:

@@ -293,6 +293,13 @@ def test_an_unreadable_drop_in_directory_is_an_error_naming_it(tmp_path: Path) -
     )
 
 
+def test_a_file_nested_too_deeply_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = _write(tmp_path / "containers.conf", "a = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        Config.load([path])
+    assert str(info.value) == f"decode configuration {path}: nested too deeply"
+
+
 def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"missing\.conf"):
         Config.load([str(tmp_path / "missing.conf")])

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from pyslirp.config import Config
 from pyslirp.errors import OptionError, PortMappingError
-from pyslirp.options import OPTION_KEYS, NetworkOptions, SetupOptions, parse_options
+from pyslirp.options import OPTION_KEYS, NetworkOptions, SetupOptions, fd_of, parse_options
 from pyslirp.ports import PortMapping
 
 
@@ -405,3 +405,9 @@ def test_setup_options_are_frozen_and_keyword_only() -> None:
         opts.netns = "/m"  # type: ignore[misc]
     with pytest.raises(TypeError):
         SetupOptions(CONFIG, "ctr", "/n")  # type: ignore[misc]
+
+
+def test_fd_of_takes_an_fd_or_a_file(tmp_path: Path) -> None:
+    assert fd_of(7) == 7
+    with open(tmp_path / "f", "w") as file:
+        assert fd_of(file) == file.fileno()
