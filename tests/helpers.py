@@ -186,6 +186,15 @@ def free_port(kind: int = socket.SOCK_STREAM, count: int = 1) -> int:
             return port
 
 
+def make_executable(directory: Path, name: str, mode: int = 0o755) -> str:
+    """A shell script ``directory/name`` (the directory made if need be) with ``mode``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(mode)
+    return str(path)
+
+
 def env_count(name: str, default: int) -> int:
     """A positive count from the environment variable ``name``, else ``default``."""
     value = int(os.environ.get(name, default))

@@ -21,6 +21,8 @@ from pyslirp.config import (
 )
 from pyslirp.errors import BinaryNotFound, ConfigError
 
+from helpers import make_executable
+
 HINT = (
     "To resolve this error, set the helper_binaries_dir key in the `[engine]` section of "
     "containers.conf to the directory containing your helper binaries."
@@ -305,34 +307,26 @@ def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
         Config.load([str(tmp_path / "missing.conf")])
 
 
-def _helper(directory: Path, name: str, mode: int = 0o755) -> str:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    path.write_text("#!/bin/sh\n")
-    path.chmod(mode)
-    return str(path)
-
-
 def test_find_helper_binary_searches_dirs_in_order(tmp_path: Path) -> None:
-    second = _helper(tmp_path / "b", "rootlessport")
-    _helper(tmp_path / "c", "rootlessport")
+    second = make_executable(tmp_path / "b", "rootlessport")
+    make_executable(tmp_path / "c", "rootlessport")
     config = Config(helper_binaries_dir=tuple(str(tmp_path / d) for d in "abc"))
     assert config.find_helper_binary("rootlessport") == second
 
 
 def test_find_helper_binary_skips_non_executables(tmp_path: Path) -> None:
-    _helper(tmp_path / "a", "rootlessport", mode=0o644)
+    make_executable(tmp_path / "a", "rootlessport", mode=0o644)
     (tmp_path / "b" / "rootlessport").mkdir(parents=True)
-    wanted = _helper(tmp_path / "c", "rootlessport")
+    wanted = make_executable(tmp_path / "c", "rootlessport")
     dirs = tuple(str(tmp_path / d) for d in "abc")
     assert Config(helper_binaries_dir=dirs).find_helper_binary("rootlessport") == wanted
 
 
 def test_a_found_helper_is_remembered_while_it_is_there(tmp_path: Path) -> None:
-    found = _helper(tmp_path / "b", "rootlessport")
+    found = make_executable(tmp_path / "b", "rootlessport")
     config = Config(helper_binaries_dir=tuple(str(tmp_path / d) for d in "ab"))
     assert config.find_helper_binary("rootlessport") == found
-    _helper(tmp_path / "a", "rootlessport")  # earlier in the search, but found later
+    make_executable(tmp_path / "a", "rootlessport")  # earlier in the search, but found later
     assert config.find_helper_binary("rootlessport") == found
     assert Config(helper_binaries_dir=(str(tmp_path / "a"),)).find_helper_binary(
         "rootlessport"
@@ -340,8 +334,8 @@ def test_a_found_helper_is_remembered_while_it_is_there(tmp_path: Path) -> None:
 
 
 def test_the_memory_is_per_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = _helper(tmp_path / "one", "myhelper")
-    second = _helper(tmp_path / "two", "myhelper")
+    first = make_executable(tmp_path / "one", "myhelper")
+    second = make_executable(tmp_path / "two", "myhelper")
     config = Config(helper_binaries_dir=())
     monkeypatch.setenv("PATH", str(tmp_path / "one"))
     assert config.find_helper_binary("myhelper", search_path=True) == first
@@ -352,16 +346,16 @@ def test_the_memory_is_per_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_the_memory_is_per_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = Config(helper_binaries_dir=("$BINDIR",))
     for name in ("one", "two"):
-        monkeypatch.setattr(sys, "argv", [_helper(tmp_path / name, "program")])
-        helper = _helper(tmp_path / name, "rootlessport")
+        monkeypatch.setattr(sys, "argv", [make_executable(tmp_path / name, "program")])
+        helper = make_executable(tmp_path / name, "rootlessport")
         assert config.find_helper_binary("rootlessport") == helper
 
 
 def test_a_found_helper_is_remembered_until_it_is_gone(tmp_path: Path) -> None:
-    first = _helper(tmp_path / "a", "rootlessport")
+    first = make_executable(tmp_path / "a", "rootlessport")
     config = Config(helper_binaries_dir=tuple(str(tmp_path / d) for d in "ab"))
     assert config.find_helper_binary("rootlessport") == first
-    later = _helper(tmp_path / "b", "rootlessport")
+    later = make_executable(tmp_path / "b", "rootlessport")
     os.unlink(first)
     assert config.find_helper_binary("rootlessport") == later
 
@@ -369,8 +363,8 @@ def test_a_found_helper_is_remembered_until_it_is_gone(tmp_path: Path) -> None:
 def test_containers_helper_binary_dir_comes_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _helper(tmp_path / "configured", "rootlessport")
-    override = _helper(tmp_path / "env", "rootlessport")
+    make_executable(tmp_path / "configured", "rootlessport")
+    override = make_executable(tmp_path / "env", "rootlessport")
     monkeypatch.setenv("CONTAINERS_HELPER_BINARY_DIR", str(tmp_path / "env"))
     config = Config(helper_binaries_dir=(str(tmp_path / "configured"),))
     assert config.find_helper_binary("rootlessport") == override
@@ -379,10 +373,10 @@ def test_containers_helper_binary_dir_comes_first(
 def test_bindir_is_the_running_programs_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    program = _helper(tmp_path / "bin", "myprogram")
+    program = make_executable(tmp_path / "bin", "myprogram")
     link = tmp_path / "link-to-program"
     link.symlink_to(program)
-    helper = _helper(tmp_path / "bin" / "helpers", "rootlessport")
+    helper = make_executable(tmp_path / "bin" / "helpers", "rootlessport")
     monkeypatch.setattr(sys, "argv", [str(link)])
     config = Config(helper_binaries_dir=("$BINDIR/helpers",))
     assert config.find_helper_binary("rootlessport") == helper
@@ -393,8 +387,8 @@ def test_bindir_is_skipped_when_the_program_is_unknown(
     argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sys, "argv", argv)
-    elsewhere = _helper(tmp_path / "elsewhere", "rootlessport")
-    _helper(tmp_path / "cwd", "rootlessport")
+    elsewhere = make_executable(tmp_path / "elsewhere", "rootlessport")
+    make_executable(tmp_path / "cwd", "rootlessport")
     monkeypatch.chdir(tmp_path / "cwd")  # not the program's directory
     config = Config(helper_binaries_dir=("$BINDIR", str(tmp_path / "elsewhere")))
     assert config.find_helper_binary("rootlessport") == elsewhere
@@ -404,7 +398,7 @@ def test_bindir_is_skipped_when_the_program_is_unknown(
 
 
 def test_path_is_searched_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    found = _helper(tmp_path / "bin", "myhelper")
+    found = make_executable(tmp_path / "bin", "myhelper")
     monkeypatch.setenv("PATH", f"relative-dir:{tmp_path / 'bin'}")
     config = Config(helper_binaries_dir=(str(tmp_path / "none"),))
     assert config.find_helper_binary("myhelper", search_path=True) == found

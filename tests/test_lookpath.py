@@ -9,20 +9,14 @@ import pytest
 
 from pyslirp.lookpath import is_executable, look_path
 
-
-def _program(directory: Path, name: str = "prog", mode: int = 0o755) -> str:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    path.write_text("#!/bin/sh\n")
-    path.chmod(mode)
-    return str(path)
+from helpers import make_executable
 
 
 def test_the_first_executable_in_path_order_wins(tmp_path: Path) -> None:
-    _program(tmp_path / "a", mode=0o644)
+    make_executable(tmp_path / "a", "prog", mode=0o644)
     (tmp_path / "b" / "prog").mkdir(parents=True)
-    wanted = _program(tmp_path / "c")
-    _program(tmp_path / "d")
+    wanted = make_executable(tmp_path / "c", "prog")
+    make_executable(tmp_path / "d", "prog")
     path = os.pathsep.join(str(tmp_path / d) for d in "abcd")
     assert look_path("prog", {"PATH": path}) == wanted
 
@@ -30,7 +24,7 @@ def test_the_first_executable_in_path_order_wins(tmp_path: Path) -> None:
 def test_relative_and_empty_entries_are_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _program(tmp_path / "rel")
+    make_executable(tmp_path / "rel", "prog")
     monkeypatch.chdir(tmp_path)
     assert look_path("prog", {"PATH": "rel::."}) is None
     assert look_path("prog", {"PATH": ""}) is None
@@ -39,7 +33,7 @@ def test_relative_and_empty_entries_are_skipped(
 def test_the_process_path_is_used_without_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wanted = _program(tmp_path / "bin")
+    wanted = make_executable(tmp_path / "bin", "prog")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     assert look_path("prog") == wanted
     assert look_path("prog", {"PATH": "/nonexistent"}) is None
@@ -52,7 +46,7 @@ def test_without_path_the_default_path_is_searched(monkeypatch: pytest.MonkeyPat
 
 
 def test_is_executable_wants_an_executable_regular_file(tmp_path: Path) -> None:
-    assert is_executable(_program(tmp_path, "x"))
-    assert not is_executable(_program(tmp_path, "y", mode=0o644))
+    assert is_executable(make_executable(tmp_path, "x"))
+    assert not is_executable(make_executable(tmp_path, "y", mode=0o644))
     assert not is_executable(str(tmp_path))
     assert not is_executable(str(tmp_path / "absent"))
