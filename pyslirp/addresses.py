@@ -15,7 +15,8 @@ DEFAULT_SUBNET = IPv4Network("10.0.2.0/24")
 _IP_OFFSET = 100
 _GATEWAY_OFFSET = 2
 _DNS_OFFSET = 3
-_CIDR = re.compile(r"([^/]*)/([0-9]{1,2})")
+# Go's net.ParseCIDR reads the prefix length with dtoi, which takes leading zeros ("/024").
+_CIDR = re.compile(r"([^/]*)/0*([0-9]{1,2})")
 
 SubnetLike = IPv4Network | str | None
 NetStatus = Mapping[str, StatusBlock | Mapping[str, Any]]

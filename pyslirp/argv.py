@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .errors import OptionError
@@ -15,7 +14,6 @@ BINARY_NAME = "slirp4netns"
 READY_FD = 3  # slirp4netns writes "1" here once the interface is configured
 EXIT_FD = 4  # slirp4netns exits at EOF here
 TAP_NAME = "tap0"
-_TAKES_VALUE = ("-r", "-e", "--api-socket")
 
 
 def build_argv(
@@ -70,34 +68,3 @@ def build_argv(
         argv.append(f"--userns-path={userns_path}")
     argv += ["--netns-type=path", netns, TAP_NAME]
     return argv
-
-
-def options_from_argv(argv: Sequence[str]) -> list[str]:
-    """The network options a :func:`build_argv` command line carries, as ``key=value``.
-
-    An absent ``--disable-host-loopback`` or ``--enable-ipv6`` reads as allowed/disabled,
-    and ``--api-socket`` as ``port_handler=slirp4netns``.
-    """
-    flags: dict[str, str | None] = {}
-    args = iter(argv[1:])
-    for arg in args:
-        if arg in _TAKES_VALUE:
-            flags[arg] = next(args, None)
-        else:
-            name, sep, value = arg.partition("=")
-            flags[name] = value if sep else None
-    options = [
-        f"allow_host_loopback={str('--disable-host-loopback' not in flags).lower()}",
-        f"enable_ipv6={str('--enable-ipv6' in flags).lower()}",
-    ]
-    for flag, key in (
-        ("--mtu", "mtu"),
-        ("--cidr", "cidr"),
-        ("--outbound-addr", "outbound_addr"),
-        ("--outbound-addr6", "outbound_addr6"),
-    ):
-        if flags.get(flag) is not None:
-            options.append(f"{key}={flags[flag]}")
-    if "--api-socket" in flags:
-        options.append("port_handler=slirp4netns")
-    return options

@@ -287,6 +287,11 @@ def _read_table(
 _found: dict[tuple[str, tuple[str, ...], str | None, str], str] = {}
 
 
+def clear_helper_cache() -> None:
+    """Forget every helper path found so far, as a shell's ``hash -r`` does."""
+    _found.clear()
+
+
 def _search(name: str, dirs: list[str], search_path: bool) -> str | None:
     for directory in dirs:
         expanded = _expand_bindir(directory)

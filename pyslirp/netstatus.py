@@ -49,14 +49,20 @@ class NetInterface:
     def from_json(cls, data: Any) -> NetInterface:
         """Build from netavark's ``{"subnets": [...], "mac_address": "..."}``.
 
-        Raises ValueError when ``data`` does not have that shape.
+        A subnet that is null or has a null or missing ``ipnet`` is Go's empty address,
+        which carries no IP: it is left out. Raises ValueError when ``data`` does not have
+        that shape.
         """
         data = _object(data, "interface")
         subnets = data.get("subnets")
         if subnets is not None and not isinstance(subnets, list):
             raise NetStatusError(f"net status: subnets must be an array, got {subnets!r}")
         return cls(
-            subnets=tuple(NetAddress.from_json(s) for s in subnets or ()),
+            subnets=tuple(
+                NetAddress.from_json(s)
+                for s in subnets or ()
+                if _object(s, "subnet").get("ipnet") is not None
+            ),
             mac_address=_string(data.get("mac_address"), "mac_address"),
         )
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: real network namespaces made with ``ip netns``, and hygiene checks."""
+"""Shared fixtures: real network namespaces made with ``ip netns``, and hygiene checks.
+
+Tests that need root (real namespaces, real helpers) say so with ``@pytest.mark.root`` or
+by using a namespace fixture; without root they are skipped, so the rest runs anywhere.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,40 @@ from pathlib import Path
 import pytest
 
 import pyslirp
+from pyslirp import config as pyslirp_config
 
 from helpers import RUN_MARKER, open_fds, zombies
+
+NEEDS_ROOT = "needs root: makes real namespaces or runs the real helpers"
+
+
+def skip_unless_root() -> None:
+    """Skip the running test, saying why, when this process is not root."""
+    if os.geteuid() != 0:
+        pytest.skip(NEEDS_ROOT)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"root: {NEEDS_ROOT}; skipped without root")
+    # Every process this run starts inherits it: leftover checks see this run's only.
+    os.environ.setdefault(RUN_MARKER, uuid.uuid4().hex)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("root") is not None:
+        skip_unless_root()
+
+
+@pytest.fixture(autouse=True)
+def _forget_found_helpers() -> None:
+    """No test sees a helper path another test's lookup remembered."""
+    pyslirp_config.clear_helper_cache()
 
 
 @pytest.fixture
 def make_netns() -> Iterator[Callable[[], str]]:
     """Makes fresh named network namespaces (``/run/netns`` paths), deleted afterwards."""
+    skip_unless_root()
     names: list[str] = []
 
     def make() -> str:
@@ -67,10 +98,3 @@ def hygiene() -> Iterator[None]:
     assert zombies() == []
     after = open_fds()
     assert after == before, f"fds leaked: {set(after) - set(before)}"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if os.geteuid() != 0:
-        raise pytest.UsageError("pyslirp's tests run as root (real namespaces, real helpers)")
-    # Every process this run starts inherits it: leftover checks see this run's only.
-    os.environ.setdefault(RUN_MARKER, uuid.uuid4().hex)

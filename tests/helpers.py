@@ -1,8 +1,10 @@
-"""Process-hygiene probes the tests share (fds, children, zombies, mounts), and ways to run
-the ``pyslirp`` command, as root or as nobody."""
+"""What the tests share: process-hygiene probes (fds, children, zombies, mounts), ports,
+ways to run the ``pyslirp`` command (as root or as nobody), and a hypothesis strategy for
+any JSON value."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import strategies as st
 
 SIOCGIFADDR = 0x8915
 
@@ -177,12 +180,30 @@ def wait_asleep_in(task: str, word: str, timeout: float = 5.0) -> bool:
     return poll_until(asleep, timeout) and os.path.exists(task)
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A host port nothing is bound to right now."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("0.0.0.0", 0))
-        port: int = s.getsockname()[1]
-        return port
+def free_port(kind: int = socket.SOCK_STREAM, count: int = 1) -> int:
+    """The first of ``count`` consecutive host ports nothing is bound to right now."""
+    while True:
+        with contextlib.ExitStack() as held:
+            first = held.enter_context(socket.socket(socket.AF_INET, kind))
+            first.bind(("0.0.0.0", 0))
+            port: int = first.getsockname()[1]
+            try:
+                for next_port in range(port + 1, port + count):
+                    held.enter_context(socket.socket(socket.AF_INET, kind)).bind(
+                        ("0.0.0.0", next_port)
+                    )
+            except (OSError, OverflowError):  # taken, or past 65535: another try
+                continue
+            return port
+
+
+def make_executable(directory: Path, name: str, mode: int = 0o755) -> str:
+    """A shell script ``directory/name`` (the directory made if need be) with ``mode``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(mode)
+    return str(path)
 
 
 def env_count(name: str, default: int) -> int:
@@ -271,3 +292,13 @@ def host_ipv4() -> str:
             if not address.startswith("127."):
                 return address
     pytest.skip("this machine has no non-loopback IPv4 address")
+
+
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+"""Any JSON value (hypothesis): what a peer that speaks JSON might send."""

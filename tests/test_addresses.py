@@ -55,8 +55,16 @@ def test_address_outside_subnet_raises_with_go_wording() -> None:
 
 
 def test_overflow_past_broadcast_raises_with_go_wording() -> None:
-    with pytest.raises(SubnetError, match="integer overflow while calculating ip address offset"):
+    with pytest.raises(SubnetError) as info:
         get_ip("255.255.255.192/26")
+    assert str(info.value) == (
+        "calculating expected ip for slirp4netns: integer overflow while calculating ip "
+        "address offset, 255.255.255.192 + 100"
+    )
+
+
+def test_the_last_address_of_all_is_no_overflow() -> None:
+    assert get_dns("255.255.255.252/30") == IPv4Address("255.255.255.255")
 
 
 def test_gateway_and_dns_errors_name_what_was_calculated() -> None:
@@ -81,13 +89,32 @@ def test_gateway_and_dns_errors_name_what_was_calculated() -> None:
     ],
 )
 def test_bad_subnet_strings_raise_subnet_error(value: str) -> None:
-    with pytest.raises(SubnetError, match="invalid CIDR address"):
+    with pytest.raises(SubnetError) as info:
         get_ip(value)
+    assert str(info.value) == f"invalid CIDR address: {value}"
+
+
+@pytest.mark.parametrize(
+    ("value", "network"),
+    [("10.0.2.0/024", "10.0.2.0/24"), ("10.0.0.0/008", "10.0.0.0/8"), ("0.0.0.0/000", "0.0.0.0/0")],
+)
+def test_a_prefix_length_with_leading_zeros_is_read_as_gos_parse_cidr_reads_it(
+    value: str, network: str
+) -> None:
+    assert parse_subnet(value) == IPv4Network(network)
+
+
+@pytest.mark.parametrize("value", ["10.0.2.0/033", "10.0.2.0/0100", "10.0.2.0/-1"])
+def test_leading_zeros_do_not_make_a_bad_prefix_length_good(value: str) -> None:
+    with pytest.raises(SubnetError) as info:
+        parse_subnet(value)
+    assert str(info.value) == f"invalid CIDR address: {value}"
 
 
 def test_ipv6_network_raises_subnet_error() -> None:
-    with pytest.raises(SubnetError):
+    with pytest.raises(SubnetError) as info:
         get_ip(IPv6Network("fd00::/64"))  # type: ignore[arg-type]
+    assert str(info.value) == "invalid subnet IPv6Network('fd00::/64'): not an IPv4 network"
 
 
 def test_subnet_error_is_a_value_error() -> None:
@@ -192,24 +219,6 @@ def test_child_ip_accepts_typed_status_blocks() -> None:
         }
     )
     assert get_rootless_port_child_ip(None, {"podman": block}) == "10.89.0.7"
-
-
-def test_status_block_from_netavark_json() -> None:
-    block = StatusBlock.from_json(
-        {
-            "interfaces": {
-                "eth0": {
-                    "subnets": [{"ipnet": "10.88.0.2/16", "gateway": "10.88.0.1"}],
-                    "mac_address": "12:34:56:78:9a:bc",
-                }
-            }
-        }
-    )
-    interface = block.interfaces["eth0"]
-    assert interface.mac_address == "12:34:56:78:9a:bc"
-    assert interface.subnets == (
-        NetAddress(ipnet=IPv4Interface("10.88.0.2/16"), gateway=IPv4Address("10.88.0.1")),
-    )
 
 
 _CHILD_SCRIPT = """

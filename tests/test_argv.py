@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from ipaddress import IPv4Network
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyslirp.argv import build_argv, options_from_argv
+from pyslirp.argv import build_argv
 from pyslirp.errors import OptionError
 from pyslirp.features import Features, probe_features
 from pyslirp.options import NetworkOptions, parse_options
@@ -19,6 +20,38 @@ FULL = Features(**{field.name: True for field in dataclasses.fields(Features)})
 BARE = Features()
 NETNS = "/run/netns/test"
 TAIL = ["-c", "-r", "3", "--netns-type=path", NETNS, "tap0"]
+
+
+def options_from_argv(argv: Sequence[str]) -> list[str]:
+    """The network options a :func:`build_argv` command line carries, as ``key=value``:
+    the inverse of build_argv for a binary with every feature.
+
+    An absent ``--disable-host-loopback`` or ``--enable-ipv6`` reads as allowed/disabled,
+    and ``--api-socket`` as ``port_handler=slirp4netns``.
+    """
+    flags: dict[str, str] = {}
+    args = iter(argv[1:])
+    for arg in args:
+        if arg in ("-r", "-e", "--api-socket"):
+            flags[arg] = next(args)
+        else:
+            name, _, value = arg.partition("=")
+            flags[name] = value
+    options = [
+        f"allow_host_loopback={str('--disable-host-loopback' not in flags).lower()}",
+        f"enable_ipv6={str('--enable-ipv6' in flags).lower()}",
+    ]
+    for flag, key in (
+        ("--mtu", "mtu"),
+        ("--cidr", "cidr"),
+        ("--outbound-addr", "outbound_addr"),
+        ("--outbound-addr6", "outbound_addr6"),
+    ):
+        if flag in flags:
+            options.append(f"{key}={flags[flag]}")
+    if "--api-socket" in flags:
+        options.append("port_handler=slirp4netns")
+    return options
 
 
 @pytest.mark.parametrize(

@@ -50,12 +50,14 @@ def nobody_using(runtime_dir: Path, *args: str) -> subprocess.Popen[str]:
     return as_nobody(env, *args)
 
 
+@pytest.mark.root
 def test_run_gives_the_command_slirp_networking_and_its_status():
     out = pyslirp("run", "--", "sh", "-c", "ip -4 -o addr show tap0; exit 7")
     assert out.returncode == 7, out.stderr
     assert "inet 10.0.2.100/24" in out.stdout
 
 
+@pytest.mark.root
 def test_run_options_set_cidr_and_mtu():
     out = pyslirp(
         "run", "-o", "cidr=10.77.0.0/24", "-o", "mtu=1500", "--",
@@ -91,6 +93,7 @@ def fetch_then_terminate(runner: subprocess.Popen[str], port: int) -> None:
     assert all(wait_gone(pid, timeout=5) for pid in helpers)
 
 
+@pytest.mark.root
 def test_run_publishes_a_port_and_sigterm_tears_everything_down():
     port = free_port()
     runner = subprocess.Popen(
@@ -106,6 +109,7 @@ def test_run_publishes_a_port_and_sigterm_tears_everything_down():
     assert Path("/proc/self/mountinfo").read_text() == mounts
 
 
+@pytest.mark.root
 def test_unprivileged_run_has_networking(nobody_runtime_dir):
     runner = nobody_using(
         nobody_runtime_dir, "run", "--", "sh", "-c", "id -u; ip -4 -o addr show tap0; exit 4"
@@ -117,6 +121,7 @@ def test_unprivileged_run_has_networking(nobody_runtime_dir):
     assert "inet 10.0.2.100/24" in addr
 
 
+@pytest.mark.root
 def test_unprivileged_run_publishes_a_port(nobody_runtime_dir):
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         pytest.skip(f"{SYSTEM_PYTHON} is needed as a server nobody can run")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pyslirp import config as config_module
 from pyslirp.config import (
     DEFAULT_HELPER_BINARIES_DIR,
     SYSTEM_CONFIG,
@@ -17,8 +19,11 @@ from pyslirp.config import (
     _not_private,
     config_files,
     default_tmp_dir,
+    user_config_path,
 )
 from pyslirp.errors import BinaryNotFound, ConfigError
+
+from helpers import make_executable
 
 HINT = (
     "To resolve this error, set the helper_binaries_dir key in the `[engine]` section of "
@@ -32,12 +37,25 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture
+def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever runs the test, pyslirp sees root (it reads only the effective uid)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+
+
+@pytest.fixture
+def as_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever runs the test, pyslirp sees the ordinary user 1000."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+
+
 def _write(path: Path, text: str) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return str(path)
 
 
+@pytest.mark.usefixtures("as_root")
 def test_defaults_are_podmans_for_root() -> None:
     config = Config()
     assert config.network_cmd_path is None
@@ -87,6 +105,62 @@ def test_a_runtime_dir_candidate_not_privately_ours_is_skipped(
     assert _not_private(str(path), os.geteuid()) == why
 
 
+@pytest.mark.usefixtures("as_root")
+def test_roots_tmp_dir_ignores_xdg_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/somewhere/runtime")
+    assert default_tmp_dir() == "/run/libpod"
+
+
+def test_the_user_config_is_under_xdg_config_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/somewhere/config")
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert user_config_path() == "/somewhere/config/containers/containers.conf"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    assert user_config_path() == "/home/someone/.config/containers/containers.conf"
+
+
+def test_podmans_chain_starts_with_the_system_file_then_the_override() -> None:
+    assert config_module.SYSTEM_CONFIG == "/usr/share/containers/containers.conf"
+    assert config_module.OVERRIDE_CONFIG == "/etc/containers/containers.conf"
+
+
+@pytest.fixture
+def chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A system file, an override with a drop-in and a user file, each setting tmp_dir:
+    the files in podman's order."""
+    system = _write(tmp_path / "usr" / "containers.conf", '[engine]\ntmp_dir = "/system"\n')
+    override = _write(tmp_path / "etc" / "containers.conf", '[engine]\ntmp_dir = "/etc"\n')
+    drop_in = _write(tmp_path / "etc" / "containers.conf.d" / "a.conf", "[engine]\n")
+    user = _write(
+        tmp_path / "home" / "containers" / "containers.conf", '[engine]\ntmp_dir = "/user"\n'
+    )
+    monkeypatch.setattr(config_module, "SYSTEM_CONFIG", system)
+    monkeypatch.setattr(config_module, "OVERRIDE_CONFIG", override)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home"))
+    return [system, override, drop_in, user]
+
+
+@pytest.mark.usefixtures("as_user")
+def test_rootless_the_user_file_comes_last(chain: list[str]) -> None:
+    config = Config.load()
+    assert list(config.loaded_files) == chain
+    assert config.tmp_dir == "/user"
+
+
+@pytest.mark.usefixtures("as_root")
+def test_root_reads_no_user_file(chain: list[str]) -> None:
+    config = Config.load()
+    assert list(config.loaded_files) == chain[:3]
+    assert config.tmp_dir == "/etc"
+
+
+def test_config_is_frozen_and_keyword_only() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Config().tmp_dir = "/x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Config("/usr/bin/slirp4netns")  # type: ignore[misc]
+
+
 def test_debians_real_containers_conf_parses_to_defaults() -> None:
     config = Config.load([SYSTEM_CONFIG])
     assert config == Config()
@@ -130,6 +204,7 @@ def test_empty_network_cmd_path_means_unset(tmp_path: Path) -> None:
     assert Config.load([path]).network_cmd_path is None
 
 
+@pytest.mark.usefixtures("as_root")
 def test_drop_ins_override_in_name_order(tmp_path: Path) -> None:
     base = _write(tmp_path / "containers.conf", '[engine]\nnetwork_cmd_options = ["mtu=1500"]\n')
     drop_ins = tmp_path / "containers.conf.d"
@@ -199,11 +274,24 @@ def test_a_broken_containers_conf_names_it(tmp_path: Path, monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[engine]\nno_pivot_root = "yes"', "engine.no_pivot_root must be a boolean"),
-        ("[engine]\nnetwork_cmd_options = [1]", "engine.network_cmd_options must be an array"),
-        ('[engine]\nnetwork_cmd_options = "mtu=1500"', "must be an array of strings"),
-        ("[engine]\ntmp_dir = 5", "engine.tmp_dir must be a string"),
-        ('[engine]\nnetwork_cmd_path = ["x"]', "engine.network_cmd_path must be a string"),
+        ('[engine]\nno_pivot_root = "yes"', "engine.no_pivot_root must be a boolean, got 'yes'"),
+        (
+            "[engine]\nnetwork_cmd_options = [1]",
+            "engine.network_cmd_options must be an array of strings, got [1]",
+        ),
+        (
+            '[engine]\nnetwork_cmd_options = "mtu=1500"',
+            "engine.network_cmd_options must be an array of strings, got 'mtu=1500'",
+        ),
+        ("[engine]\ntmp_dir = 5", "engine.tmp_dir must be a string, got 5"),
+        (
+            '[engine]\nnetwork_cmd_path = ["x"]',
+            "engine.network_cmd_path must be a string, got ['x']",
+        ),
+        (
+            '[engine]\nhelper_binaries_dir = "/opt"',
+            "engine.helper_binaries_dir must be an array of strings, got '/opt'",
+        ),
         ('engine = "flat"', "[engine] must be a table"),
     ],
 )
@@ -213,8 +301,35 @@ def test_a_wrongly_typed_key_is_an_error_naming_file_and_key(
     path = _write(tmp_path / "containers.conf", text)
     with pytest.raises(ConfigError) as info:
         Config.load([path])
-    assert path in str(info.value)
-    assert message in str(info.value)
+    assert str(info.value) == f"decode configuration {path}: {message}"
+
+
+def test_an_unreadable_drop_in_is_an_error_naming_it(tmp_path: Path) -> None:
+    base = _write(tmp_path / "containers.conf", "")
+    dangling = tmp_path / "containers.conf.d" / "50-gone.conf"
+    dangling.parent.mkdir()
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ConfigError) as info:
+        Config.load([base])
+    assert str(info.value) == f"reading config {dangling}: No such file or directory"
+
+
+def test_an_unreadable_drop_in_directory_is_an_error_naming_it(tmp_path: Path) -> None:
+    base = _write(tmp_path / "containers.conf", "")
+    loop = tmp_path / "containers.conf.d"
+    loop.symlink_to(loop)
+    with pytest.raises(ConfigError) as info:
+        Config.load([base])
+    assert str(info.value) == (
+        f"reading drop-in directory {loop}: [Errno 40] Too many levels of symbolic links: '{loop}'"
+    )
+
+
+def test_a_file_nested_too_deeply_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = _write(tmp_path / "containers.conf", "a = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        Config.load([path])
+    assert str(info.value) == f"decode configuration {path}: nested too deeply"
 
 
 def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
@@ -222,34 +337,55 @@ def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
         Config.load([str(tmp_path / "missing.conf")])
 
 
-def _helper(directory: Path, name: str, mode: int = 0o755) -> str:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    path.write_text("#!/bin/sh\n")
-    path.chmod(mode)
-    return str(path)
-
-
 def test_find_helper_binary_searches_dirs_in_order(tmp_path: Path) -> None:
-    second = _helper(tmp_path / "b", "rootlessport")
-    _helper(tmp_path / "c", "rootlessport")
+    second = make_executable(tmp_path / "b", "rootlessport")
+    make_executable(tmp_path / "c", "rootlessport")
     config = Config(helper_binaries_dir=tuple(str(tmp_path / d) for d in "abc"))
     assert config.find_helper_binary("rootlessport") == second
 
 
 def test_find_helper_binary_skips_non_executables(tmp_path: Path) -> None:
-    _helper(tmp_path / "a", "rootlessport", mode=0o644)
+    make_executable(tmp_path / "a", "rootlessport", mode=0o644)
     (tmp_path / "b" / "rootlessport").mkdir(parents=True)
-    wanted = _helper(tmp_path / "c", "rootlessport")
+    wanted = make_executable(tmp_path / "c", "rootlessport")
     dirs = tuple(str(tmp_path / d) for d in "abc")
     assert Config(helper_binaries_dir=dirs).find_helper_binary("rootlessport") == wanted
 
 
+def test_a_found_helper_is_remembered_while_it_is_there(tmp_path: Path) -> None:
+    found = make_executable(tmp_path / "b", "rootlessport")
+    config = Config(helper_binaries_dir=tuple(str(tmp_path / d) for d in "ab"))
+    assert config.find_helper_binary("rootlessport") == found
+    make_executable(tmp_path / "a", "rootlessport")  # earlier in the search, but found later
+    assert config.find_helper_binary("rootlessport") == found
+    assert Config(helper_binaries_dir=(str(tmp_path / "a"),)).find_helper_binary(
+        "rootlessport"
+    ) == str(tmp_path / "a" / "rootlessport")
+
+
+def test_the_memory_is_per_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = make_executable(tmp_path / "one", "myhelper")
+    second = make_executable(tmp_path / "two", "myhelper")
+    config = Config(helper_binaries_dir=())
+    monkeypatch.setenv("PATH", str(tmp_path / "one"))
+    assert config.find_helper_binary("myhelper", search_path=True) == first
+    monkeypatch.setenv("PATH", str(tmp_path / "two"))
+    assert config.find_helper_binary("myhelper", search_path=True) == second
+
+
+def test_the_memory_is_per_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = Config(helper_binaries_dir=("$BINDIR",))
+    for name in ("one", "two"):
+        monkeypatch.setattr(sys, "argv", [make_executable(tmp_path / name, "program")])
+        helper = make_executable(tmp_path / name, "rootlessport")
+        assert config.find_helper_binary("rootlessport") == helper
+
+
 def test_a_found_helper_is_remembered_until_it_is_gone(tmp_path: Path) -> None:
-    first = _helper(tmp_path / "a", "rootlessport")
+    first = make_executable(tmp_path / "a", "rootlessport")
     config = Config(helper_binaries_dir=tuple(str(tmp_path / d) for d in "ab"))
     assert config.find_helper_binary("rootlessport") == first
-    later = _helper(tmp_path / "b", "rootlessport")
+    later = make_executable(tmp_path / "b", "rootlessport")
     os.unlink(first)
     assert config.find_helper_binary("rootlessport") == later
 
@@ -257,8 +393,8 @@ def test_a_found_helper_is_remembered_until_it_is_gone(tmp_path: Path) -> None:
 def test_containers_helper_binary_dir_comes_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _helper(tmp_path / "configured", "rootlessport")
-    override = _helper(tmp_path / "env", "rootlessport")
+    make_executable(tmp_path / "configured", "rootlessport")
+    override = make_executable(tmp_path / "env", "rootlessport")
     monkeypatch.setenv("CONTAINERS_HELPER_BINARY_DIR", str(tmp_path / "env"))
     config = Config(helper_binaries_dir=(str(tmp_path / "configured"),))
     assert config.find_helper_binary("rootlessport") == override
@@ -267,29 +403,49 @@ def test_containers_helper_binary_dir_comes_first(
 def test_bindir_is_the_running_programs_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    program = _helper(tmp_path / "bin", "myprogram")
+    program = make_executable(tmp_path / "bin", "myprogram")
     link = tmp_path / "link-to-program"
     link.symlink_to(program)
-    helper = _helper(tmp_path / "bin" / "helpers", "rootlessport")
+    helper = make_executable(tmp_path / "bin" / "helpers", "rootlessport")
     monkeypatch.setattr(sys, "argv", [str(link)])
     config = Config(helper_binaries_dir=("$BINDIR/helpers",))
     assert config.find_helper_binary("rootlessport") == helper
 
 
-def test_bindir_is_skipped_when_the_program_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "argv", ["-c"])
-    config = Config(helper_binaries_dir=("$BINDIR", "/usr/lib/podman"))
-    assert config.find_helper_binary("rootlessport") == "/usr/lib/podman/rootlessport"
+@pytest.mark.parametrize("argv", [["-c"], [""], []])
+def test_bindir_is_skipped_when_the_program_is_unknown(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", argv)
+    elsewhere = make_executable(tmp_path / "elsewhere", "rootlessport")
+    make_executable(tmp_path / "cwd", "rootlessport")
+    monkeypatch.chdir(tmp_path / "cwd")  # not the program's directory
+    config = Config(helper_binaries_dir=("$BINDIR", str(tmp_path / "elsewhere")))
+    assert config.find_helper_binary("rootlessport") == elsewhere
+    with pytest.raises(BinaryNotFound) as info:
+        Config(helper_binaries_dir=("$BINDIR",)).find_helper_binary("rootlessport")
+    assert str(info.value) == f'could not find "rootlessport" in one of [$BINDIR].  {HINT}'
 
 
 def test_path_is_searched_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    found = _helper(tmp_path / "bin", "myhelper")
+    found = make_executable(tmp_path / "bin", "myhelper")
     monkeypatch.setenv("PATH", f"relative-dir:{tmp_path / 'bin'}")
     config = Config(helper_binaries_dir=(str(tmp_path / "none"),))
     assert config.find_helper_binary("myhelper", search_path=True) == found
     with pytest.raises(BinaryNotFound) as info:
         config.find_helper_binary("myhelper")
     assert str(info.value) == f'could not find "myhelper" in one of [{tmp_path / "none"}].  {HINT}'
+
+
+def test_not_found_names_every_dir_and_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTAINERS_HELPER_BINARY_DIR", "/nonexistent/env")
+    config = Config(helper_binaries_dir=("/nonexistent/a", "/nonexistent/b"))
+    with pytest.raises(BinaryNotFound) as info:
+        config.find_helper_binary("myhelper", search_path=True)
+    assert str(info.value) == (
+        'could not find "myhelper" in one of [/nonexistent/env /nonexistent/a /nonexistent/b]'
+        f" or $PATH.  {HINT}"
+    )
 
 
 def test_not_found_with_no_dirs_has_gos_hint(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,8 @@ import pytest
 from helpers import AS_NOBODY, as_nobody, free_port, pids_of, poll_until, probe_helpers
 from netns_tools import PROGRAMS
 
+pytestmark = pytest.mark.root
+
 NOBODY = 65534
 
 

@@ -16,6 +16,8 @@ from pyslirp.rootlessport import rootlessport_config, setup_rootless_port_mappin
 from helpers import children, descendants, free_port, helper_pids, pids_of, wait_gone
 from netns_tools import echo_server, tcp_echo, udp_echo
 
+pytestmark = pytest.mark.root
+
 
 def options(config, netns, ports, **kwargs):
     return pyslirp.SetupOptions(

@@ -24,6 +24,8 @@ from netns_tools import (
     udp_echo,
 )
 
+pytestmark = pytest.mark.root
+
 ACCEPT_DAD = "/proc/sys/net/ipv6/conf/default/accept_dad"
 
 
@@ -124,9 +126,9 @@ def test_host_loopback_reachable_only_when_allowed(hygiene, config, netns, host_
 
 
 def test_slirp4netns_handler_forwards_tcp_range_and_udp(hygiene, config, netns):
-    tcp, udp, single = free_port(), free_port(socket.SOCK_DGRAM), free_port()
-    while tcp + 1 in (udp, single):
-        tcp = free_port()
+    tcp, udp, single = free_port(count=2), free_port(socket.SOCK_DGRAM), free_port()
+    while single in (tcp, tcp + 1):
+        single = free_port()
     ports = [
         pyslirp.PortMapping(host_port=tcp, container_port=8080, range=2),
         pyslirp.PortMapping(host_port=udp, container_port=5353, protocol="udp"),

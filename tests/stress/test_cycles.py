@@ -25,7 +25,7 @@ import pyslirp
 
 from helpers import open_fds, rss_kib
 
-pytestmark = pytest.mark.stress
+pytestmark = [pytest.mark.stress, pytest.mark.root]
 
 # Python's allocator keeps freed arenas, and each thread's first cycles fill caches
 # (features, imports): growth is measured after a warm-up round on every thread.

@@ -27,7 +27,7 @@ from pyslirp.apisocket import request
 
 from helpers import free_port, wait_asleep_in, wait_thread_gone
 
-pytestmark = pytest.mark.stress
+pytestmark = [pytest.mark.stress, pytest.mark.root]
 
 
 def options(config: pyslirp.Config, netns: str, **kwargs: object) -> pyslirp.SetupOptions:
