@@ -20,6 +20,8 @@ from pyslirp._spawn import lib
 from helpers import children, free_port, open_fds, pids_of, zombies
 from netns_tools import addresses
 
+pytestmark = pytest.mark.root  # real helpers in real namespaces
+
 HANDLERS = ["none", "rootlesskit", "slirp4netns"]
 
 

@@ -68,6 +68,7 @@ def test_containers_conf_that_is_not_utf8_is_a_config_error_naming_it(tmp_path):
         pyslirp.Config.load([str(conf)])
 
 
+@pytest.mark.root
 def test_outbound_addr_takes_interface_names_not_altnames():
     altname = "pyslirp-alt0"
     subprocess.run(["ip", "link", "property", "add", "dev", "lo", "altname", altname], check=True)
@@ -79,6 +80,7 @@ def test_outbound_addr_takes_interface_names_not_altnames():
         subprocess.run(["ip", "link", "property", "del", "dev", "lo", "altname", altname])
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("handler", ["none", "rootlesskit", "slirp4netns"])
 def test_running_out_of_fds_is_a_start_error_and_leaves_nothing(config, netns, handler):
     extra = {}

@@ -70,6 +70,7 @@ def test_defaults_are_podmans_for_root() -> None:
     )
 
 
+@pytest.mark.root  # chowns
 def test_rootless_tmp_dir_is_under_xdg_runtime_dir(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -86,6 +87,7 @@ def test_a_missing_runtime_dir_candidate_is_made_private(tmp_path: Path) -> None
     assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
 
 
+@pytest.mark.root  # chowns
 @pytest.mark.parametrize(
     ("name", "make", "why"),
     [

@@ -20,6 +20,8 @@ import pyslirp
 
 from helpers import children, descendants, free_port, open_fds, pids_of, wait_gone, zombies
 
+pytestmark = pytest.mark.root  # real helpers in real namespaces
+
 PROGRAMS = Path(__file__).parent / "programs"
 HANDLERS = ["none", "rootlesskit", "slirp4netns"]
 

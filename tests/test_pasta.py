@@ -25,6 +25,8 @@ from pyslirp.features import probe_pasta_features
 from helpers import children, free_port, host_ipv4, wait_reaped
 from netns_tools import PROGRAMS, echo_server, run_in, tcp_echo, udp_echo
 
+pytestmark = pytest.mark.root  # real helpers in real namespaces
+
 PASTA = "/usr/bin/pasta"
 FAST = 2.0  # seconds: an early failure is reported long before the 10 s deadline
 

@@ -32,6 +32,8 @@ from helpers import (
     wait_gone,
 )
 
+pytestmark = pytest.mark.root  # real helpers in real namespaces
+
 COUNTER = str(TESTS / "signal_counter.py")
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts")
 
