@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
-import nsutil
-
 import pyslirp
 from pyslirp import features, pasta
+
+import nsutil
 
 SLIRP4NETNS = "/usr/bin/slirp4netns"
 TRUE = "/bin/true"

@@ -15,7 +15,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import nsutil
 from cases import CASES, IMPORT_FLOOR, PASTA_FLOOR, RSS_MIB, RUN_TRUE, SCALE_FLOOR, Case
 from stats import Row, Summary, table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import pyslirp
 from pyslirp.addresses import DEFAULT_SUBNET
 from pyslirp.argv import build_argv
@@ -37,6 +37,8 @@ from pyslirp.options import parse_options
 from pyslirp.pastaargv import child_options, create_pasta_args
 from pyslirp.rootlessport import BINARY_NAME as ROOTLESSPORT
 from pyslirp.rootlessport import rootlessport_config
+
+from support.ports import free_ports
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
@@ -138,23 +140,6 @@ def build_floor() -> Path:
         ["cc", "-O2", "-Wall", "-Wextra", "-o", str(binary), str(BENCH / "floor.c")], check=True
     )
     return binary
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` host ports free now, from below the ephemeral range: a port bind(0) hands
-    out may be taken by anybody's next outgoing connection before rootlessport binds it."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    ports: list[int] = []
-    for port in random.sample(range(10000, low), min(4 * n + 64, low - 10000)):
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == n:
-            return ports
-    raise RuntimeError(f"no {n} free host ports below {low}")
 
 
 class Bench:

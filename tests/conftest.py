@@ -19,7 +19,9 @@ import pytest
 import pyslirp
 from pyslirp import config as pyslirp_config
 
-from helpers import RUN_MARKER, open_fds, zombies
+from support.fakes import fake_rootlessport as _fake_rootlessport
+from support.fakes import fake_slirp4netns as _fake_slirp4netns
+from support.processes import RUN_MARKER, open_fds, zombies
 
 NEEDS_ROOT = "needs root: makes real namespaces or runs the real helpers"
 
@@ -98,3 +100,27 @@ def hygiene() -> Iterator[None]:
     assert zombies() == []
     after = open_fds()
     assert after == before, f"fds leaked: {set(after) - set(before)}"
+
+
+@pytest.fixture
+def fake_slirp4netns(short_tmp: Path) -> Callable[[str], pyslirp.Config]:
+    """A Config whose slirp4netns is a shell script: ``--help`` as 1.2.0's, then ``body``
+    (see :func:`support.fakes.fake_slirp4netns`)."""
+
+    def make(body: str) -> pyslirp.Config:
+        fake = _fake_slirp4netns(short_tmp / "fakes", body)
+        return pyslirp.Config(tmp_dir=str(short_tmp / "run"), network_cmd_path=str(fake))
+
+    return make
+
+
+@pytest.fixture
+def fake_rootlessport(short_tmp: Path) -> Callable[[str], pyslirp.Config]:
+    """A Config whose rootlessport is a shell script running ``body``; slirp4netns is the
+    real one (see :func:`support.fakes.fake_rootlessport`)."""
+
+    def make(body: str) -> pyslirp.Config:
+        helpers = _fake_rootlessport(short_tmp / "helpers", body).parent
+        return pyslirp.Config(tmp_dir=str(short_tmp / "run"), helper_binaries_dir=(str(helpers),))
+
+    return make

@@ -17,19 +17,14 @@ import pytest
 import pyslirp
 from pyslirp._spawn import lib
 
-from helpers import children, free_port, open_fds, pids_of, zombies
-from netns_tools import addresses
+from support.netns import addresses
+from support.options import options
+from support.ports import free_port
+from support.processes import children, open_fds, pids_of, zombies
 
 pytestmark = pytest.mark.root  # real helpers in real namespaces
 
 HANDLERS = ["none", "rootlesskit", "slirp4netns"]
-
-
-def options(config, netns, handler="none", port=None, **kwargs):
-    if handler != "none":
-        kwargs["ports"] = [pyslirp.PortMapping(host_port=port or free_port(), container_port=80)]
-        kwargs["extra_options"] = [f"port_handler={handler}"]
-    return pyslirp.SetupOptions(config=config, container_id="ctr", netns=netns, **kwargs)
 
 
 def assert_nothing_left(config) -> None:

@@ -13,11 +13,8 @@ import pytest
 import pyslirp
 from pyslirp.options import parse_options
 
-from helpers import children, open_fds, pids_of
-
-
-def options(config, netns="/run/netns/x", **kwargs):
-    return pyslirp.SetupOptions(config=config, container_id="ctr", netns=netns, **kwargs)
+from support.options import options
+from support.processes import children, open_fds, pids_of
 
 
 @pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, 1e10, 0, -1, "soon", True, None])
@@ -111,16 +108,11 @@ def test_running_out_of_fds_is_a_start_error_and_leaves_nothing(config, netns, h
     assert not Path(config.tmp_dir).exists() or os.listdir(config.tmp_dir) == []
 
 
-def test_a_helpers_long_crash_output_stays_out_of_the_message(short_tmp, netns):
-    fake = short_tmp / "slirp4netns"
-    flags = "--mtu --enable-sandbox --enable-ipv6 --netns-type --userns-path"
-    fake.write_text(
-        f'#!/bin/sh\nif [ "$1" = --help ]; then echo "{flags}"; exit 0; fi\n'
+def test_a_helpers_long_crash_output_stays_out_of_the_message(fake_slirp4netns, netns):
+    config = fake_slirp4netns(
         'i=0; while [ $i -lt 400 ]; do echo "frame $i: some long line of a crash dump"; '
-        "i=$((i+1)); done; echo 'the last words' >&2; exit 1\n"
+        "i=$((i+1)); done; echo 'the last words' >&2; exit 1"
     )
-    fake.chmod(0o755)
-    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), network_cmd_path=str(fake))
     with pytest.raises(pyslirp.StartError) as info:
         pyslirp.setup(options(config, netns))
     message = str(info.value)

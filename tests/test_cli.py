@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (
+from support.ports import free_port
+from support.processes import (
     HELPER_NAMES,
     as_nobody,
     descendants,
-    free_port,
     pyslirp,
     wait_asleep_in,
     wait_gone,

@@ -23,7 +23,7 @@ from pyslirp.config import (
 )
 from pyslirp.errors import BinaryNotFound, ConfigError
 
-from helpers import make_executable
+from support.processes import make_executable
 
 HINT = (
     "To resolve this error, set the helper_binaries_dir key in the `[engine]` section of "

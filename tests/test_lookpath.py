@@ -9,7 +9,7 @@ import pytest
 
 from pyslirp.lookpath import is_executable, look_path
 
-from helpers import make_executable
+from support.processes import make_executable
 
 
 def test_the_first_executable_in_path_order_wins(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pyslirp.addresses import get_rootless_port_child_ip
 from pyslirp.netstatus import NetAddress, NetInterface, StatusBlock
 
-from helpers import ANY_JSON
+from support.processes import ANY_JSON
 
 
 def test_status_block_from_netavark_json() -> None:

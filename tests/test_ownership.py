@@ -18,20 +18,14 @@ import pytest
 
 import pyslirp
 
-from helpers import children, descendants, free_port, open_fds, pids_of, wait_gone, zombies
+from support.options import options
+from support.ports import free_port
+from support.processes import children, descendants, open_fds, pids_of, wait_gone, zombies
 
 pytestmark = pytest.mark.root  # real helpers in real namespaces
 
 PROGRAMS = Path(__file__).parent / "programs"
 HANDLERS = ["none", "rootlesskit", "slirp4netns"]
-
-
-def options(config, netns, handler="none", **kwargs):
-    if handler != "none":  # a free port per call: containers at once publish different ones
-        kwargs["ports"] = [pyslirp.PortMapping(host_port=free_port(), container_port=80)]
-        kwargs["extra_options"] = [f"port_handler={handler}"]
-    container_id = kwargs.pop("container_id", "ctr")
-    return pyslirp.SetupOptions(config=config, container_id=container_id, netns=netns, **kwargs)
 
 
 class Owner:
@@ -318,7 +312,7 @@ def test_a_killed_owners_rootlessport_state_goes_with_the_next_setup(owner, conf
 
 
 def test_a_failing_rootlessport_leaves_no_zombie_with_a_subreaper(hygiene, short_tmp, netns):
-    from helpers import set_child_subreaper
+    from support.processes import set_child_subreaper
 
     helpers_dir = short_tmp / "helpers"
     helpers_dir.mkdir()
@@ -355,19 +349,16 @@ def test_a_live_network_holds_two_fds(hygiene, config, make_netns):
 # --- many at once (issue 16) --------------------------------------------------------------
 
 
-def test_close_all_signals_every_helper_before_it_reaps_any(hygiene, short_tmp, make_netns):
+def test_close_all_signals_every_helper_before_it_reaps_any(
+    hygiene, short_tmp, fake_slirp4netns, make_netns
+):
     journal = short_tmp / "journal"
-    fake = short_tmp / "slirp4netns"
-    flags = "--mtu --enable-sandbox --enable-ipv6 --netns-type --userns-path"
     stamp = f'echo "$1 $(date +%s%N)" >> {journal}'
-    fake.write_text(
-        f'#!/bin/sh\nif [ "$1" = --help ]; then echo "{flags}"; exit 0; fi\n'
+    config = fake_slirp4netns(
         f"stamp() {{ {stamp}; }}\n"
         "trap 'stamp term; sleep 0.2; stamp exit; exit 0' TERM\n"
-        "printf 1 >&3\nwhile :; do sleep 0.05; done\n"
+        "printf 1 >&3\nwhile :; do sleep 0.05; done"
     )
-    fake.chmod(0o755)
-    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), network_cmd_path=str(fake))
     results = [pyslirp.setup(options(config, make_netns(), container_id=f"c{i}")) for i in range(6)]
     pyslirp.close_all(results)
     stamps = [line.split() for line in journal.read_text().splitlines()]
@@ -390,15 +381,10 @@ def test_close_all_leaves_nothing(hygiene, config, make_netns, handler):
     assert not Path(config.tmp_dir).exists() or os.listdir(config.tmp_dir) == []
 
 
-def test_ctrl_c_during_close_all_still_closes_every_network(hygiene, short_tmp, make_netns):
-    fake = short_tmp / "slirp4netns"
-    flags = "--mtu --enable-sandbox --enable-ipv6 --netns-type --userns-path"
-    fake.write_text(
-        f'#!/bin/sh\nif [ "$1" = --help ]; then echo "{flags}"; exit 0; fi\n'
-        "trap 'sleep 0.3; exit 0' TERM\nprintf 1 >&3\nwhile :; do sleep 0.05; done\n"
+def test_ctrl_c_during_close_all_still_closes_every_network(hygiene, fake_slirp4netns, make_netns):
+    config = fake_slirp4netns(
+        "trap 'sleep 0.3; exit 0' TERM\nprintf 1 >&3\nwhile :; do sleep 0.05; done"
     )
-    fake.chmod(0o755)
-    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), network_cmd_path=str(fake))
     results = [pyslirp.setup(options(config, make_netns(), container_id=f"c{i}")) for i in range(4)]
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.05, signal.pthread_kill, (threading.main_thread().ident, 2))

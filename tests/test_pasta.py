@@ -22,8 +22,9 @@ import pyslirp
 from pyslirp import pasta
 from pyslirp.features import probe_pasta_features
 
-from helpers import children, free_port, host_ipv4, wait_reaped
-from netns_tools import PROGRAMS, echo_server, run_in, tcp_echo, udp_echo
+from support.netns import PROGRAMS, echo_server, run_in, tcp_echo, udp_echo
+from support.ports import free_port
+from support.processes import children, host_ipv4, wait_reaped
 
 pytestmark = pytest.mark.root  # real helpers in real namespaces
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import AS_NOBODY, as_nobody, free_port, pids_of, poll_until, probe_helpers
-from netns_tools import PROGRAMS
+from support.netns import PROGRAMS
+from support.ports import free_port
+from support.processes import AS_NOBODY, as_nobody, pids_of, poll_until, probe_helpers
 
 pytestmark = pytest.mark.root
 

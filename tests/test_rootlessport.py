@@ -6,23 +6,18 @@ import json
 import os
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
 import pyslirp
 from pyslirp.rootlessport import rootlessport_config, setup_rootless_port_mapping_via_rlk
 
-from helpers import children, descendants, free_port, helper_pids, pids_of, wait_gone
-from netns_tools import echo_server, tcp_echo, udp_echo
+from support.netns import echo_server, tcp_echo, udp_echo
+from support.options import options
+from support.ports import free_port
+from support.processes import children, descendants, helper_pids, pids_of, wait_gone
 
 pytestmark = pytest.mark.root
-
-
-def options(config, netns, ports, **kwargs):
-    return pyslirp.SetupOptions(
-        config=config, container_id="ctr", netns=netns, ports=ports, **kwargs
-    )
 
 
 def test_forwards_tcp_and_udp_from_the_container_address(hygiene, config, netns):
@@ -31,7 +26,7 @@ def test_forwards_tcp_and_udp_from_the_container_address(hygiene, config, netns)
         pyslirp.PortMapping(host_port=tcp, container_port=80),
         pyslirp.PortMapping(host_port=udp, container_port=53, protocol="udp"),
     ]
-    with pyslirp.setup(options(config, netns, ports)) as result:
+    with pyslirp.setup(options(config, netns, ports=ports)) as result:
         assert result.rootlessport is not None
         with echo_server(netns, "tcp", 80), echo_server(netns, "udp", 53):
             assert tcp_echo(tcp) == "hi 10.0.2.100 80"  # the peer is not 127.0.0.1
@@ -54,7 +49,7 @@ def test_busy_host_port_names_rootlessport_and_leaves_nothing(hygiene, config, n
         port = busy.getsockname()[1]
         ports = [pyslirp.PortMapping(host_port=port, container_port=80)]
         with pytest.raises(pyslirp.SlirpError) as info:
-            pyslirp.setup(options(config, netns, ports))
+            pyslirp.setup(options(config, netns, ports=ports))
     message = str(info.value)
     assert message.startswith("rootlessport ")
     assert "address already in use" in message
@@ -65,12 +60,12 @@ def test_busy_host_port_names_rootlessport_and_leaves_nothing(hygiene, config, n
 
 def test_exported_function_with_caller_owned_exit_pipe(hygiene, config, netns):
     port = free_port()
-    with pyslirp.setup(options(config, netns, ())) as result:
+    with pyslirp.setup(options(config, netns)) as result:
         exit_r, exit_w = os.pipe()
         opts = options(
             config,
             netns,
-            [pyslirp.PortMapping(host_port=port, container_port=8080)],
+            ports=[pyslirp.PortMapping(host_port=port, container_port=8080)],
             rootless_port_exit_pipe_r=exit_r,
         )
         handle = setup_rootless_port_mapping_via_rlk(opts, result.subnet)
@@ -114,20 +109,13 @@ def test_config_json_has_podmans_field_names():
     }
 
 
-def fake_rootlessport(short_tmp: Path, body: str) -> pyslirp.Config:
-    helpers = short_tmp / "helpers"
-    helpers.mkdir()
-    fake = helpers / "rootlessport"
-    fake.write_text(f"#!/bin/sh\n{body}\n")
-    fake.chmod(0o755)
-    return pyslirp.Config(tmp_dir=str(short_tmp / "run"), helper_binaries_dir=(str(helpers),))
-
-
-def test_fake_rootlessport_receives_the_config_on_stdin(hygiene, short_tmp, netns):
+def test_fake_rootlessport_receives_the_config_on_stdin(
+    hygiene, short_tmp, fake_rootlessport, netns
+):
     received = short_tmp / "stdin.json"
-    config = fake_rootlessport(short_tmp, f"cat > {received}; printf 1 >&4; exec 4>&-; cat <&3")
+    config = fake_rootlessport(f"cat > {received}; printf 1 >&4; exec 4>&-; cat <&3")
     mapping = pyslirp.PortMapping(host_port=8080, container_port=80)
-    opts = options(config, netns, [mapping])
+    opts = options(config, netns, ports=[mapping])
     with setup_rootless_port_mapping_via_rlk(opts, "10.0.2.0/24") as helper:
         sent = json.loads(received.read_text())
         state_dir = sent["TmpDir"]
@@ -145,10 +133,10 @@ def test_fake_rootlessport_receives_the_config_on_stdin(hygiene, short_tmp, netn
     assert not os.path.exists(state_dir)  # a private state dir, removed after it stopped
 
 
-def test_fake_rootlessport_error_on_stdout_is_the_message(hygiene, short_tmp, netns):
+def test_fake_rootlessport_error_on_stdout_is_the_message(hygiene, fake_rootlessport, netns):
     said = "listen tcp 0.0.0.0:80: bind: permission denied"
-    config = fake_rootlessport(short_tmp, f"echo '{said}'; exit 1")
-    opts = options(config, netns, [pyslirp.PortMapping(host_port=80, container_port=80)])
+    config = fake_rootlessport(f"echo '{said}'; exit 1")
+    opts = options(config, netns, ports=[pyslirp.PortMapping(host_port=80, container_port=80)])
     with pytest.raises(pyslirp.StartError) as info:
         setup_rootless_port_mapping_via_rlk(opts, None)
     assert str(info.value).startswith("rootlessport listen tcp 0.0.0.0:80: bind: permission denied")
@@ -156,10 +144,13 @@ def test_fake_rootlessport_error_on_stdout_is_the_message(hygiene, short_tmp, ne
     assert children() == {}
 
 
-def test_fake_rootlessport_that_never_gets_ready_times_out(hygiene, short_tmp, netns):
-    config = fake_rootlessport(short_tmp, "exec sleep 100")
+def test_fake_rootlessport_that_never_gets_ready_times_out(hygiene, fake_rootlessport, netns):
+    config = fake_rootlessport("exec sleep 100")
     opts = options(
-        config, netns, [pyslirp.PortMapping(host_port=8080, container_port=80)], ready_timeout=0.5
+        config,
+        netns,
+        ports=[pyslirp.PortMapping(host_port=8080, container_port=80)],
+        ready_timeout=0.5,
     )
     started = time.monotonic()
     with pytest.raises(pyslirp.ReadyTimeout):
@@ -180,7 +171,7 @@ def test_missing_rootlessport_fails_before_slirp4netns_starts(hygiene, short_tmp
         helper_binaries_dir=(str(short_tmp / "nothing-here"),),
         network_cmd_path=str(slirp4netns),
     )
-    opts = options(config, netns, [pyslirp.PortMapping(host_port=8080, container_port=80)])
+    opts = options(config, netns, ports=[pyslirp.PortMapping(host_port=8080, container_port=80)])
     with pytest.raises(pyslirp.BinaryNotFound, match="rootlessport"):
         pyslirp.setup(opts)
     assert not started.exists()  # refused before slirp4netns was started, not after

@@ -19,7 +19,7 @@ import pytest
 
 from pyslirp.sandbox import hosts_file, resolv_conf
 
-from helpers import (
+from support.processes import (
     HELPER_NAMES,
     TESTS,
     children,

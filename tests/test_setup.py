@@ -12,8 +12,7 @@ import pytest
 
 import pyslirp
 
-from helpers import children, free_port, host_ipv4, mounted, pids_of, wait_reaped
-from netns_tools import (
+from support.netns import (
     addresses,
     default_route,
     echo_server,
@@ -23,14 +22,13 @@ from netns_tools import (
     tcp_echo,
     udp_echo,
 )
+from support.options import options
+from support.ports import free_port
+from support.processes import children, host_ipv4, mounted, pids_of, wait_reaped
 
 pytestmark = pytest.mark.root
 
 ACCEPT_DAD = "/proc/sys/net/ipv6/conf/default/accept_dad"
-
-
-def options(config, netns, **kwargs):
-    return pyslirp.SetupOptions(config=config, container_id="ctr", netns=netns, **kwargs)
 
 
 def cmdline(pid: int) -> list[str]:
@@ -203,8 +201,6 @@ def test_busy_host_port_with_slirp4netns_handler(hygiene, config, netns):
     assert_empty_or_absent(config.tmp_dir)
 
 
-FAKE_HELP = "echo '--disable-host-loopback --mtu --enable-sandbox --enable-seccomp --cidr "
-FAKE_HELP += "--enable-ipv6 --outbound-addr --userns-path --netns-type'"
 FAKES = {
     "exits": ("echo 'fake: cannot configure'; exit 1", "exited with status 1"),
     "kills_itself": ("kill -KILL $$", "was killed by SIGKILL"),
@@ -214,12 +210,11 @@ FAKES = {
 
 
 @pytest.mark.parametrize("fault", sorted(FAKES))
-def test_fake_slirp4netns_faults_are_typed_and_leave_nothing(hygiene, tmp_path, netns, fault):
+def test_fake_slirp4netns_faults_are_typed_and_leave_nothing(
+    hygiene, fake_slirp4netns, netns, fault
+):
     body, message = FAKES[fault]
-    fake = tmp_path / "slirp4netns"
-    fake.write_text(f'#!/bin/sh\nif [ "$1" = --help ]; then {FAKE_HELP}; exit 0; fi\n{body}\n')
-    fake.chmod(0o755)
-    config = pyslirp.Config(tmp_dir=str(tmp_path / "run"), network_cmd_path=str(fake))
+    config = fake_slirp4netns(body)
     before = set(children())
     started = time.monotonic()
     with pytest.raises(pyslirp.StartError, match=message) as info:

@@ -14,7 +14,7 @@ import pytest
 
 import pyslirp
 
-from helpers import (
+from support.processes import (
     children,
     mounted,
     open_fds,

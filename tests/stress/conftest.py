@@ -16,7 +16,7 @@ import pytest
 
 import pyslirp
 
-from helpers import (
+from support.processes import (
     children,
     env_count,
     helper_pids,
@@ -35,13 +35,6 @@ STRESS_T = env_count("PYSLIRP_STRESS_T", 8)
 def stress_counts() -> tuple[int, int]:
     """(cycles, threads) of a load test: ``PYSLIRP_STRESS_N`` and ``PYSLIRP_STRESS_T``."""
     return STRESS_N, min(STRESS_T, STRESS_N)
-
-
-# What a fake slirp4netns prints for --help: the flags of slirp4netns 1.2.0.
-FAKE_HELP = (
-    "--disable-host-loopback --mtu --enable-sandbox --enable-seccomp --cidr "
-    "--enable-ipv6 --outbound-addr --userns-path --netns-type --api-socket"
-)
 
 
 class Leftovers:
@@ -125,36 +118,3 @@ def tmp_dir(short_tmp: Path) -> str:
     """The ``tmp_dir`` given to setup (made by setup itself), short enough for
     rootlessport's sockets under it."""
     return str(short_tmp / "run")
-
-
-def _script(path: Path, body: str) -> Path:
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(0o755)
-    return path
-
-
-@pytest.fixture
-def fake_slirp4netns(tmp_path: Path, tmp_dir: str) -> Callable[[str], pyslirp.Config]:
-    """A Config whose slirp4netns is a shell script: ``--help`` as 1.2.0's, then ``body``
-    (its argv is "$@"; fd 3 is the ready fd)."""
-
-    def make(body: str) -> pyslirp.Config:
-        help_part = f'if [ "$1" = --help ]; then echo "{FAKE_HELP}"; exit 0; fi'
-        fake = _script(tmp_path / "slirp4netns", f"{help_part}\n{body}")
-        return pyslirp.Config(tmp_dir=tmp_dir, network_cmd_path=str(fake))
-
-    return make
-
-
-@pytest.fixture
-def fake_rootlessport(tmp_path: Path, tmp_dir: str) -> Callable[[str], pyslirp.Config]:
-    """A Config whose rootlessport is a shell script running ``body`` (config on stdin,
-    exit pipe on fd 3, ready fd 4); slirp4netns is the real one."""
-
-    def make(body: str) -> pyslirp.Config:
-        helpers = tmp_path / "helpers"
-        helpers.mkdir()
-        _script(helpers / "rootlessport", body)
-        return pyslirp.Config(tmp_dir=tmp_dir, helper_binaries_dir=(str(helpers),))
-
-    return make

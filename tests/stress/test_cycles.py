@@ -23,7 +23,8 @@ import pytest
 
 import pyslirp
 
-from helpers import open_fds, rss_kib
+from support.ports import free_ports
+from support.processes import open_fds, rss_kib
 
 pytestmark = [pytest.mark.stress, pytest.mark.root]
 
@@ -31,20 +32,6 @@ pytestmark = [pytest.mark.stress, pytest.mark.root]
 # (features, imports): growth is measured after a warm-up round on every thread.
 RSS_GROWTH_BOUND_KIB = 16 * 1024
 HANDLERS = {"no_ports": None, "rootlessport": "rootlesskit", "slirp4netns": "slirp4netns"}
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    """``count`` different TCP ports nothing is bound to, all held until chosen."""
-    held = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("0.0.0.0", 0))
-            held.append(s)
-        return [s.getsockname()[1] for s in held]
-    finally:
-        for s in held:
-            s.close()
 
 
 def port_in_use(port: int) -> bool:
@@ -85,7 +72,7 @@ def test_setup_close_cycles_leave_nothing_behind(
 ):
     n, t = stress_counts
     namespaces = netns_pool(t)
-    ports = distinct_free_ports(t)
+    ports = free_ports(t)
     config = pyslirp.Config(tmp_dir=tmp_dir)
     handler = HANDLERS[mode]
 

@@ -25,7 +25,8 @@ import pytest
 import pyslirp
 from pyslirp.apisocket import request
 
-from helpers import free_port, wait_asleep_in, wait_thread_gone
+from support.ports import free_port
+from support.processes import wait_asleep_in, wait_thread_gone
 
 pytestmark = [pytest.mark.stress, pytest.mark.root]
 

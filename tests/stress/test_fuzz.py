@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import pyslirp
 from pyslirp.apisocket import MAX_REPLY, request
 
-from helpers import ANY_JSON, env_count
+from support.processes import ANY_JSON, env_count
 
 pytestmark = pytest.mark.stress
 

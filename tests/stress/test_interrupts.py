@@ -21,7 +21,8 @@ import pytest
 
 import pyslirp
 
-from helpers import env_count, free_port, helper_pids, wait_gone
+from support.ports import free_port
+from support.processes import env_count, helper_pids, wait_gone
 
 pytestmark = pytest.mark.stress
 

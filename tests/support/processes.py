@@ -4,7 +4,6 @@ any JSON value."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import fcntl
 import json
@@ -21,6 +20,8 @@ from typing import Any
 
 import pytest
 from hypothesis import strategies as st
+
+from .ports import free_port
 
 SIOCGIFADDR = 0x8915
 
@@ -180,23 +181,6 @@ def wait_asleep_in(task: str, word: str, timeout: float = 5.0) -> bool:
     return poll_until(asleep, timeout) and os.path.exists(task)
 
 
-def free_port(kind: int = socket.SOCK_STREAM, count: int = 1) -> int:
-    """The first of ``count`` consecutive host ports nothing is bound to right now."""
-    while True:
-        with contextlib.ExitStack() as held:
-            first = held.enter_context(socket.socket(socket.AF_INET, kind))
-            first.bind(("0.0.0.0", 0))
-            port: int = first.getsockname()[1]
-            try:
-                for next_port in range(port + 1, port + count):
-                    held.enter_context(socket.socket(socket.AF_INET, kind)).bind(
-                        ("0.0.0.0", next_port)
-                    )
-            except (OSError, OverflowError):  # taken, or past 65535: another try
-                continue
-            return port
-
-
 def make_executable(directory: Path, name: str, mode: int = 0o755) -> str:
     """A shell script ``directory/name`` (the directory made if need be) with ``mode``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -214,7 +198,7 @@ def env_count(name: str, default: int) -> int:
     return value
 
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent
 AS_NOBODY = str(TESTS / "as_nobody.py")
 PROBE = str(TESTS / "sandbox_probe.py")
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-PROGRAMS = Path(__file__).parent / "programs"
+PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
 
 
 def run_in(netns: str, *argv: str, check: bool = True) -> str:
