@@ -21,7 +21,8 @@ from pyslirp import config as pyslirp_config
 
 from support.fakes import fake_rootlessport as _fake_rootlessport
 from support.fakes import fake_slirp4netns as _fake_slirp4netns
-from support.processes import RUN_MARKER, open_fds, zombies
+from support.leftovers import Leftovers
+from support.processes import RUN_MARKER
 
 NEEDS_ROOT = "needs root: makes real namespaces or runs the real helpers"
 
@@ -93,13 +94,10 @@ def config(short_tmp: Path) -> pyslirp.Config:
 
 @pytest.fixture
 def hygiene() -> Iterator[None]:
-    """Fail the test if it leaks an fd or leaves a zombie child."""
-    pyslirp.spawn(["true"], exit_fd=3).wait()  # the reaper and owner pipe live on
-    before = open_fds()
+    """Fail the test if it leaks an fd, leaves a zombie or a child, or a helper running."""
+    probe = Leftovers()
     yield
-    assert zombies() == []
-    after = open_fds()
-    assert after == before, f"fds leaked: {set(after) - set(before)}"
+    probe.assert_clean(None)
 
 
 @pytest.fixture
