@@ -392,7 +392,7 @@ int pyslirp_reap(struct pyslirp_slot *s)
 int pyslirp_wait(struct pyslirp_slot *s, int timeout_ms)
 {
     struct pollfd pfd = {.fd = s->pidfd, .events = POLLIN};
-    int n;
+    int n, err;
 
     if (s->exited)
         return 1;
@@ -400,11 +400,28 @@ int pyslirp_wait(struct pyslirp_slot *s, int timeout_ms)
         errno = ECHILD;
         return -1;
     }
+    /* The waiter reaps it: the reaper thread need not wake for this exit (and race the
+     * waiter for it). Back to the reaper if the wait ends first. */
+    pthread_mutex_lock(&lock);
+    if (s->watched)
+        unwatch_locked(s);
+    pthread_mutex_unlock(&lock);
     /* EINTR goes back to the caller, so that Python can run its signal handlers. */
     n = poll(&pfd, 1, timeout_ms);
-    if (n < 0)
-        return -1;
-    return n > 0 ? pyslirp_reap(s) : 0;
+    if (n > 0 && pyslirp_reap(s))
+        return 1;
+    err = errno;
+    if (pyslirp_watch(s) != 0) {
+        /* No reaper to hand it back to (out of memory): keep it ours, SIGKILLed. */
+        syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
+        siginfo_t info;
+
+        while (waitid((idtype_t)P_PIDFD, (id_t)s->pidfd, &info, WEXITED) != 0 && errno == EINTR)
+            ;
+        pyslirp_reap(s);
+    }
+    errno = err;
+    return n < 0 ? -1 : 0;
 }
 
 int pyslirp_signal(struct pyslirp_slot *s, int sig, int group)
