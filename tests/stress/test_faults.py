@@ -25,14 +25,11 @@ import pytest
 import pyslirp
 from pyslirp.apisocket import request
 
+from support.options import options
 from support.ports import free_port
 from support.processes import wait_asleep_in, wait_thread_gone
 
 pytestmark = [pytest.mark.stress, pytest.mark.root]
-
-
-def options(config: pyslirp.Config, netns: str, **kwargs: object) -> pyslirp.SetupOptions:
-    return pyslirp.SetupOptions(config=config, container_id="ctr", netns=netns, **kwargs)
 
 
 def test_helper_reaped_before_the_ready_wait_is_start_error(leftovers):

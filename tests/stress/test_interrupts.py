@@ -21,6 +21,7 @@ import pytest
 
 import pyslirp
 
+from support.options import options
 from support.ports import free_port
 from support.processes import env_count, helper_pids, wait_gone
 
@@ -29,21 +30,8 @@ pytestmark = pytest.mark.stress
 INTERRUPTS = env_count("PYSLIRP_INTERRUPTS", 200)
 KILLS = env_count("PYSLIRP_KILLS", 30)
 PROGRAMS = Path(__file__).parent.parent / "programs"
-# handler: (port_handler option, how long a cycle about takes in s, for the random delay)
-HANDLERS = {"none": (None, 0.004), "slirp4netns": ("slirp4netns", 0.006)}
-HANDLERS["rootlesskit"] = ("rootlesskit", 0.04)
-
-
-def cycle_options(config: pyslirp.Config, netns: str, handler: str) -> pyslirp.SetupOptions:
-    option, _ = HANDLERS[handler]
-    ports = [pyslirp.PortMapping(host_port=free_port(), container_port=80)] if option else ()
-    return pyslirp.SetupOptions(
-        config=config,
-        container_id=f"ctrl-c-{handler}",
-        netns=netns,
-        ports=ports,
-        extra_options=[f"port_handler={option}"] if option else (),
-    )
+# port handler -> about how long a cycle takes, in s (the random delay's range)
+HANDLERS = {"none": 0.004, "slirp4netns": 0.006, "rootlesskit": 0.04}
 
 
 @pytest.mark.parametrize("threads", ["main_only", "with_an_idle_thread"])
@@ -73,8 +61,9 @@ def test_random_ctrl_c_in_setup_and_close_leaves_nothing(leftovers, netns_pool, 
     try:
         for i in range(INTERRUPTS):
             handler = list(HANDLERS)[i % len(HANDLERS)]
-            opts = cycle_options(config, namespaces[i % len(namespaces)], handler)
-            delay = rng.uniform(0, HANDLERS[handler][1])
+            netns = namespaces[i % len(namespaces)]
+            opts = options(config, netns, handler, container_id=f"ctrl-c-{handler}")
+            delay = rng.uniform(0, HANDLERS[handler])
             timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
             handled.clear()
             try:
