@@ -121,13 +121,8 @@ def test_a_helpers_long_crash_output_stays_out_of_the_message(fake_slirp4netns, 
     assert "frame 0:" in info.value.log and "frame 399:" in info.value.log
 
 
-def test_rootlessport_s_start_error_keeps_its_exit_status_as_cause(short_tmp, netns):
-    helpers = short_tmp / "helpers"
-    helpers.mkdir()
-    fake = helpers / "rootlessport"
-    fake.write_text("#!/bin/sh\necho 'cannot expose privileged port 80'\nexit 3\n")
-    fake.chmod(0o755)
-    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), helper_binaries_dir=(str(helpers),))
+def test_rootlessport_s_start_error_keeps_its_exit_status_as_cause(fake_rootlessport, netns):
+    config = fake_rootlessport("echo 'cannot expose privileged port 80'\nexit 3")
     mapping = pyslirp.PortMapping(host_port=8080, container_port=80)
     with pytest.raises(pyslirp.StartError, match=r"^rootlessport cannot expose") as info:
         pyslirp.setup(options(config, netns, ports=[mapping]))

@@ -311,15 +311,13 @@ def test_a_killed_owners_rootlessport_state_goes_with_the_next_setup(owner, conf
 # --- 8. a subreaper's zombies ------------------------------------------------------------
 
 
-def test_a_failing_rootlessport_leaves_no_zombie_with_a_subreaper(hygiene, short_tmp, netns):
+def test_a_failing_rootlessport_leaves_no_zombie_with_a_subreaper(
+    hygiene, short_tmp, fake_rootlessport, netns
+):
     from support.processes import set_child_subreaper
 
+    config = fake_rootlessport('sleep 100 &\necho $! > "$0.child"\nexit 1')
     helpers_dir = short_tmp / "helpers"
-    helpers_dir.mkdir()
-    fake = helpers_dir / "rootlessport"
-    fake.write_text('#!/bin/sh\nsleep 100 &\necho $! > "$0.child"\nexit 1\n')
-    fake.chmod(0o755)
-    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), helper_binaries_dir=(str(helpers_dir),))
     set_child_subreaper(True)
     try:
         with pytest.raises(pyslirp.StartError, match="exited with status 1"):
