@@ -1,7 +1,5 @@
 """``python -m pyslirp``: the same as the ``pyslirp`` command."""
 
-import sys
+from ._entry import main
 
-from .cli import main
-
-sys.exit(main())
+main()

@@ -200,3 +200,19 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(pyslirp.sandbox, "run", buggy)
     with pytest.raises(ValueError, match="a bug"):
         main(["run", "--", "true"])
+
+
+def test_ctrl_c_while_the_cli_loads_exits_130_without_a_traceback(tmp_path):
+    """A SIGINT that lands while the console script is still importing (made certain
+    here: a module the CLI imports first sends it) ends it with 130, no traceback."""
+    (tmp_path / "argparse.py").write_text(
+        "import os, signal, sys\n"
+        "del sys.modules['argparse']\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "raise SystemExit('SIGINT was not delivered during the import')\n"
+    )
+    code = "import sys; sys.argv = ['pyslirp', 'info']; from pyslirp._entry import main; main()"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 130
+    assert done.stderr == ""
