@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -23,6 +24,8 @@ from pyslirp.addresses import (
 )
 from pyslirp.errors import SubnetError
 from pyslirp.netstatus import NetAddress, NetInterface, StatusBlock
+
+PROGRAMS = Path(__file__).parent / "programs"
 
 
 def test_binary_name_and_default_subnet() -> None:
@@ -221,13 +224,6 @@ def test_child_ip_accepts_typed_status_blocks() -> None:
     assert get_rootless_port_child_ip(None, {"podman": block}) == "10.89.0.7"
 
 
-_CHILD_SCRIPT = """
-import json, sys
-from pyslirp.addresses import get_rootless_port_child_ip
-print(get_rootless_port_child_ip(None, json.loads(sys.stdin.read())))
-"""
-
-
 def _many_networks(reverse: bool) -> dict[str, object]:
     """Twenty networks of three IPv4 interfaces each, inserted forwards or backwards."""
 
@@ -251,7 +247,7 @@ def test_child_ip_is_the_same_in_every_process_and_dict_order() -> None:
         for reverse in (False, True):
             env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=package_root)
             result = subprocess.run(
-                [sys.executable, "-c", _CHILD_SCRIPT],
+                [sys.executable, str(PROGRAMS / "child_ip.py")],
                 input=json.dumps(_many_networks(reverse)),
                 capture_output=True,
                 text=True,

@@ -13,6 +13,7 @@ import pytest
 import pyslirp
 
 from support.netns import (
+    PROGRAMS,
     addresses,
     default_route,
     echo_server,
@@ -101,18 +102,9 @@ def host_server():
     server.close()
 
 
-CONNECT = """
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
-except OSError:
-    sys.exit(1)
-"""
-
-
 def connects(netns: str, host: str, port: int) -> bool:
     """Whether a TCP connection from inside ``netns`` to host:port succeeds."""
-    return succeeds(netns, sys.executable, "-c", CONNECT, host, str(port))
+    return succeeds(netns, sys.executable, str(PROGRAMS / "tcp_connects.py"), host, str(port))
 
 
 def test_host_loopback_reachable_only_when_allowed(hygiene, config, netns, host_server):

@@ -227,26 +227,9 @@ def test_env_replaces_the_environment(tmp_path):
     assert out.read_text() == "ONLY=this\n"
 
 
-PDEATHSIG_HELPER = """
-import os, signal, sys, threading
-import pyslirp
-box = []
-def start():
-    box.append(threading.get_native_id())
-    box.append(pyslirp.spawn(["sleep", "100"], pdeathsig=signal.SIGKILL))
-t = threading.Thread(target=start)
-t.start()
-t.join()
-while os.path.exists(f"/proc/self/task/{box[0]}"):
-    pass  # the OS thread outlives join() by a little; wait until it is really gone
-print(box[1].pid, flush=True)
-sys.stdin.read()
-"""
-
-
 def test_pdeathsig_outlives_the_spawning_thread_not_the_process():
     helper = subprocess.Popen(
-        [sys.executable, "-c", PDEATHSIG_HELPER],
+        [sys.executable, str(Path(__file__).parent / "programs" / "pdeathsig_from_a_thread.py")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
