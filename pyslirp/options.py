@@ -9,7 +9,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, IPv6Address
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from .addresses import parse_subnet
 from .config import Config
@@ -19,6 +19,8 @@ from .ports import PortMapping
 
 if TYPE_CHECKING:
     from .process import FdLike
+
+T = TypeVar("T")
 
 PortHandler = Literal["rootlesskit", "slirp4netns"]
 PORT_HANDLERS: tuple[PortHandler, ...] = get_args(PortHandler)
@@ -237,12 +239,10 @@ def check_path(name: str, value: object) -> None:
 
 
 def _check_ports(ports: object) -> tuple[PortMapping, ...]:
-    if isinstance(ports, (str, bytes)) or not isinstance(ports, Iterable):
-        raise PortMappingError(f"invalid ports {ports!r}: must be a sequence of PortMapping")
-    checked = tuple(ports)
+    checked = _sequence_of(
+        PortMapping, ports, ("ports", "PortMapping"), ("port mapping", "a PortMapping")
+    )
     for mapping in checked:
-        if not isinstance(mapping, PortMapping):
-            raise PortMappingError(f"invalid port mapping {mapping!r}: not a PortMapping")
         for protocol in mapping.protocols:
             if protocol not in PORT_HANDLER_PROTOCOLS:
                 raise PortMappingError(
@@ -254,12 +254,22 @@ def _check_ports(ports: object) -> tuple[PortMapping, ...]:
 
 
 def check_strings(items: object) -> tuple[str, ...]:
+    return _sequence_of(str, items, ("extra_options", "strings"), ("option", "a string"))
+
+
+def _sequence_of(
+    kind: type[T], items: object, whole: tuple[str, str], item: tuple[str, str]
+) -> tuple[T, ...]:
+    """``items`` as a tuple of ``kind``; else the error (PortMappingError for mappings,
+    OptionError for the rest) naming the whole as ``whole`` or the item as ``item``:
+    (what it is, what it must be)."""
+    error = PortMappingError if kind is PortMapping else OptionError
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
-        raise OptionError(f"invalid extra_options {items!r}: must be a sequence of strings")
+        raise error(f"invalid {whole[0]} {items!r}: must be a sequence of {whole[1]}")
     checked = tuple(items)
-    for item in checked:
-        if not isinstance(item, str):
-            raise OptionError(f"invalid option {item!r}: not a string")
+    for one in checked:
+        if not isinstance(one, kind):
+            raise error(f"invalid {item[0]} {one!r}: not {item[1]}")
     return checked
 
 

@@ -61,17 +61,24 @@ def test_hosts_file_adds_host_containers_internal_at_the_gateway():
     )
 
 
-def test_cmd_sees_its_own_interfaces_in_sys_and_the_subnet_dns_first():
+def run_and_keep_host_files(*args: str) -> str:
+    """``pyslirp run ARGS``: it succeeds, and the host's resolv.conf and hosts are
+    byte-identical after; its stdout."""
     before = {path: Path(path).read_bytes() for path in HOST_FILES}
-    out = pyslirp(
-        "run", "-o", "cidr=10.77.0.0/24", "--",
+    out = pyslirp("run", *args)
+    assert out.returncode == 0, out.stderr
+    assert {path: Path(path).read_bytes() for path in HOST_FILES} == before
+    return out.stdout
+
+
+def test_cmd_sees_its_own_interfaces_in_sys_and_the_subnet_dns_first():
+    stdout = run_and_keep_host_files(
+        "-o", "cidr=10.77.0.0/24", "--",
         "sh", "-c", "ls /sys/class/net; cat /sys/class/net/tap0/mtu; cat /etc/resolv.conf",
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    lines = stdout.splitlines()
     assert lines[:3] == ["lo", "tap0", "65520"]
     assert lines[3:5] == ["nameserver 10.77.0.3", "nameserver fd00::3"]
-    assert {path: Path(path).read_bytes() for path in HOST_FILES} == before
 
 
 def test_dns_overrides_and_host_loopback_adds_host_containers_internal():
@@ -315,16 +322,13 @@ def test_exec_failures_of_cmd_map_to_podman_statuses(tmp_path):
 
 
 def test_pasta_gives_cmd_slirp4netns_s_addresses_and_dns():
-    before = {path: Path(path).read_bytes() for path in HOST_FILES}
-    out = pyslirp(
-        "run", "--network", "pasta", "--",
+    stdout = run_and_keep_host_files(
+        "--network", "pasta", "--",
         "sh", "-c", "cat /etc/resolv.conf; ip -4 -o addr show scope global; ip -4 route",
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0] == "nameserver 10.0.2.3"
-    assert " inet 10.0.2.100/24 " in out.stdout
-    assert "default via 10.0.2.2 " in out.stdout
-    assert {path: Path(path).read_bytes() for path in HOST_FILES} == before
+    assert stdout.splitlines()[0] == "nameserver 10.0.2.3"
+    assert " inet 10.0.2.100/24 " in stdout
+    assert "default via 10.0.2.2 " in stdout
     assert poll_until(lambda: not pids_of("pasta"), 5)  # SIGKILLed as run exits
 
 
