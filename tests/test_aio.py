@@ -19,7 +19,7 @@ from pyslirp._spawn import lib
 
 from support.netns import addresses
 from support.options import options
-from support.ports import free_port
+from support.ports import free_ports
 from support.processes import children, open_fds, pids_of, zombies
 
 pytestmark = pytest.mark.root  # real helpers in real namespaces
@@ -138,7 +138,7 @@ def test_32_setups_at_once_on_one_thread(hygiene, short_tmp, make_netns, handler
     count = 32
     config = pyslirp.Config(tmp_dir=str(short_tmp / "run"))
     namespaces = [make_netns() for _ in range(count)]
-    ports = [free_port() for _ in range(count)]
+    ports = free_ports(count)
     pyslirp.spawn(["true"]).wait()  # the reaper thread exists before the burst
     threads_before = threading.active_count()
     tasks_before = len(os.listdir("/proc/self/task"))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import random
 import socket
 from pathlib import Path
 
 EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LOWEST = 10000
+# Ports handed out lately: a test taking several one call at a time gets different ones.
+_recent: collections.deque[int] = collections.deque(maxlen=2000)
 
 
 def free_ports(count: int, kind: int = socket.SOCK_STREAM, consecutive: bool = False) -> list[int]:
@@ -20,9 +23,12 @@ def free_ports(count: int, kind: int = socket.SOCK_STREAM, consecutive: bool = F
         found: list[int] = []
         for start in starts:
             candidates = range(start, start + count) if consecutive else [start]
-            if all(_free(port, kind) for port in candidates) and start not in found:
+            if any(port in _recent or port in found for port in candidates):
+                continue
+            if all(_free(port, kind) for port in candidates):
                 found.extend(candidates)
             if len(found) >= count:
+                _recent.extend(found[:count])
                 return found[:count]
     raise RuntimeError(f"no {count} free host ports below {low}")
 
