@@ -12,8 +12,10 @@ from typing import TypeVar, cast
 
 from .errors import BinaryNotFound, StartError
 from .gostrconv import go_quote
+from .process import DEVNULL, Child, spawn
 
 HELP_TIMEOUT = 10.0
+HELP_MAX = 1 << 20  # bytes of --help read, at most
 
 _FLAGS = {
     "disable_host_loopback": "--disable-host-loopback",
@@ -142,29 +144,40 @@ def _cache_key(binary: str, kind: str) -> _Key:
 
 
 def _run_help(binary: str, kind: str, statuses: tuple[int, ...]) -> str:
+    """``binary --help``'s output (stdout and stderr), run as a child pyslirp owns: a
+    Ctrl-C meanwhile leaves no zombie behind (subprocess's would, until its next run)."""
     prefix = f"checking {kind} binary {binary}"
+    child = Child([binary, "--help"])
     try:
-        result = subprocess.run(
-            [binary, "--help"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=HELP_TIMEOUT,
-            close_fds=True,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        output = os.fsdecode(exc.output or b"")
+        spawn([binary, "--help"], child=child, stdin=DEVNULL, log=True, setpgid=False)
+    except OSError as exc:
+        raise StartError(f"{prefix}: {exc}") from exc
+    try:
+        returncode = child.wait(HELP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        output = _output(child)
         raise StartError(
             f"{prefix}: {kind} {go_quote(output)}: --help timed out after {HELP_TIMEOUT}s"
         ) from None
-    except OSError as exc:
-        raise StartError(f"{prefix}: {exc}") from exc
-    output = os.fsdecode(result.stdout)
-    if result.returncode not in statuses:
-        status = _exit_text(result.returncode)
+    except BaseException:  # Ctrl-C: it goes now, not when the handle is collected
+        child.kill()
+        child.wait()
+        raise
+    output = _output(child)
+    if returncode not in statuses:
+        status = _exit_text(returncode)
         raise StartError(f"{prefix}: {kind} {go_quote(output)}: {status}")
     return output
+
+
+def _output(child: Child) -> str:
+    fd = child.fd("log_fd")
+    try:
+        return os.fsdecode(os.pread(fd, HELP_MAX, 0))
+    finally:
+        child.close_fd("log_fd")
 
 
 def _exit_text(returncode: int) -> str:

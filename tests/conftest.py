@@ -18,6 +18,7 @@ import pytest
 
 import pyslirp
 from pyslirp import config as pyslirp_config
+from pyslirp import features as pyslirp_features
 
 from support.fakes import fake_rootlessport as _fake_rootlessport
 from support.fakes import fake_slirp4netns as _fake_slirp4netns
@@ -45,9 +46,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _forget_found_helpers() -> None:
-    """No test sees a helper path another test's lookup remembered."""
+def _forget_caches() -> None:
+    """No test sees what another test's lookup or feature probe remembered."""
     pyslirp_config.clear_helper_cache()
+    pyslirp_features.clear_cache()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -165,3 +166,27 @@ def test_pasta_help_failing_otherwise_than_with_status_1_is_an_error(tmp_path: P
     script.chmod(0o755)
     with pytest.raises(SlirpError, match=f'checking pasta binary {script}: pasta "broken\\\\n"'):
         probe_pasta_features(str(script))
+
+
+@pytest.mark.root  # hygiene: nothing left
+def test_ctrl_c_during_a_probe_leaves_no_zombie(hygiene, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    slow = tmp_path / "slirp4netns"
+    slow.write_text(f"#!/bin/sh\necho up > {started}\nexec sleep 100\n")
+    slow.chmod(0o755)
+
+    def interrupt() -> None:
+        with open(started) as fifo:  # once --help runs
+            fifo.read()
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    sender = threading.Thread(target=interrupt)
+    sender.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            probe_features(str(slow))
+    finally:
+        sender.join()
+        signal.signal(signal.SIGINT, previous)
