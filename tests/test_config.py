@@ -492,3 +492,119 @@ def test_missing_slirp4netns_says_the_namespace_cannot_be_configured(
 
 def test_default_helper_dirs_constant_matches_the_default() -> None:
     assert Config().helper_binaries_dir == DEFAULT_HELPER_BINARIES_DIR
+
+
+# --- the rootless runtime directory, as podman finds it (root: the tests chown) ----------
+
+UID = 4242  # an ordinary user nothing on the machine is
+
+
+@pytest.fixture
+def user_4242(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """pyslirp sees uid 4242 with no XDG_RUNTIME_DIR, TMPDIR and HOME under ``tmp_path``;
+    /run/user/4242 is removed after (the chain makes it, owned by root: skipped)."""
+    monkeypatch.setattr(os, "geteuid", lambda: UID)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "home").mkdir()
+    yield tmp_path
+    shutil.rmtree(f"/run/user/{UID}", ignore_errors=True)
+
+
+def _ours(path: Path) -> Path:
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.chown(path, UID, UID)
+    return path
+
+
+@pytest.mark.root
+def test_no_usable_runtime_dir_names_every_candidate_and_why(user_4242: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_module.runtime_dir()
+    assert str(info.value) == (
+        "no usable runtime directory for rootless use: $XDG_RUNTIME_DIR (not set); "
+        f"/run/user/{UID} (owned by uid 0); "
+        f"{user_4242}/tmp/podman-run-{UID} (owned by uid 0); "
+        f"{user_4242}/home/rundir (owned by uid 0)"
+    )
+
+
+@pytest.mark.root
+def test_the_first_private_candidate_wins_in_podmans_order(
+    user_4242: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home_rundir = _ours(user_4242 / "home" / "rundir")
+    assert config_module.runtime_dir() == str(home_rundir)
+    tmp_run = _ours(user_4242 / "tmp" / f"podman-run-{UID}")
+    assert config_module.runtime_dir() == str(tmp_run)
+    xdg = _ours(user_4242 / "xdg")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(xdg))
+    assert config_module.runtime_dir() == str(xdg)
+    assert default_tmp_dir() == f"{xdg}/libpod/tmp"
+
+
+@pytest.mark.root
+def test_home_is_resolved_and_an_unset_home_is_no_candidate(
+    user_4242: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_home = user_4242 / "real-home"
+    real_home.mkdir()
+    (user_4242 / "link-home").symlink_to(real_home)
+    monkeypatch.setenv("HOME", str(user_4242 / "link-home"))
+    rundir = _ours(real_home / "rundir")
+    assert config_module.runtime_dir() == str(rundir)
+    monkeypatch.delenv("HOME")
+    with pytest.raises(ConfigError) as info:
+        config_module.runtime_dir()
+    assert str(info.value).endswith(f"{user_4242}/tmp/podman-run-{UID} (owned by uid 0)")
+
+
+@pytest.mark.root
+def test_tmpdir_unset_means_tmp(user_4242: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TMPDIR")
+    monkeypatch.delenv("HOME")
+    tmp_run = _ours(Path(f"/tmp/podman-run-{UID}"))
+    try:
+        assert config_module.runtime_dir() == str(tmp_run)
+    finally:
+        shutil.rmtree(tmp_run, ignore_errors=True)
+
+
+@pytest.mark.root
+def test_a_candidate_without_write_for_its_owner_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "d"
+    path.mkdir(mode=0o500)
+    assert _not_private(str(path), os.geteuid()) == "mode 0500, not 0700"
+
+
+# --- pasta's settings and binary ----------------------------------------------------------
+
+
+def test_pasta_options_come_from_the_network_table(tmp_path: Path) -> None:
+    conf = _write(tmp_path / "c.conf", '[network]\npasta_options = ["-a", "10.0.2.100"]\n')
+    assert Config.load([conf]).pasta_options == ("-a", "10.0.2.100")
+
+
+def test_pasta_options_must_be_an_array_of_strings(tmp_path: Path) -> None:
+    conf = _write(tmp_path / "c.conf", "[network]\npasta_options = [1]\n")
+    with pytest.raises(ConfigError) as info:
+        Config.load([conf])
+    assert str(info.value) == (
+        f"decode configuration {conf}: network.pasta_options must be an array of strings, got [1]"
+    )
+
+
+def test_pasta_is_found_in_the_helper_dirs_then_in_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helpers = tmp_path / "helpers"
+    in_helpers = make_executable(helpers, "pasta")
+    assert Config(helper_binaries_dir=(str(helpers),)).find_pasta() == in_helpers
+    in_path = make_executable(tmp_path / "bin", "pasta")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert Config(helper_binaries_dir=()).find_pasta() == in_path
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(BinaryNotFound, match="could not find pasta, the network namespace"):
+        Config(helper_binaries_dir=()).find_pasta()

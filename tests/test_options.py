@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyslirp.config import Config
-from pyslirp.errors import OptionError, PortMappingError
+from pyslirp.errors import OptionError, PortMappingError, SlirpError
 from pyslirp.options import OPTION_KEYS, NetworkOptions, SetupOptions, fd_of, parse_options
 from pyslirp.ports import PortMapping
 
@@ -411,3 +411,18 @@ def test_fd_of_takes_an_fd_or_a_file(tmp_path: Path) -> None:
     assert fd_of(7) == 7
     with open(tmp_path / "f", "w") as file:
         assert fd_of(file) == file.fileno()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "kind"),
+    [
+        ({"ports": "8080:80"}, PortMappingError),
+        ({"ports": ["8080:80"]}, PortMappingError),
+        ({"extra_options": 5}, OptionError),
+        ({"extra_options": [5]}, OptionError),
+    ],
+)
+def test_a_bad_sequence_is_the_error_of_what_it_holds(kwargs: dict[str, Any], kind: type) -> None:
+    with pytest.raises(SlirpError) as info:
+        setup_options(**kwargs)
+    assert type(info.value) is kind
