@@ -93,7 +93,7 @@ class Child:
         """Exit status, ``-N`` if killed by signal N, None while running."""
         if not self._slot.exited:
             return None
-        return _decode_status(self._slot.status)
+        return os.waitstatus_to_exitcode(self._slot.status)
 
     def fd(self, name: SlotFd) -> int:
         """The parent's end of what the spawn made (``ready_fd``, ``log_fd``, ``out_fd``),
@@ -106,10 +106,8 @@ class Child:
         lib.pyslirp_slot_close(self._slot, ffi.addressof(self._slot, name))
 
     def track(self, pid: int) -> None:
-        """Hold a pidfd of ``pid``, a process the child started, for :meth:`wait_tracked`.
-
-        Raises :class:`ProcessLookupError` if it is gone.
-        """
+        """Hold a pidfd of ``pid``, a process the child started, so that its owner can
+        wait for it too (:meth:`tracked_pidfds`); ProcessLookupError if it is gone."""
         if lib.pyslirp_slot_add_pidfd(self._slot, pid) < 0:
             raise OSError(ffi.errno, os.strerror(ffi.errno))
 
@@ -203,10 +201,6 @@ class Child:
 
 
 SlotFd = Literal["ready_fd", "log_fd", "out_fd", "lock_fd", "pidfd"]
-
-
-def _decode_status(status: int) -> int:
-    return os.waitstatus_to_exitcode(status)
 
 
 class _LongLivedThread:
