@@ -287,10 +287,19 @@ def start_error(what: str, exc: OSError) -> StartError:
 
 def _remove_abandoned_dirs(parent: str) -> None:
     """Remove the private directories under ``parent`` that nobody holds: their lock is
-    free and the process in their name is gone (a live one may be making it now)."""
+    free and the process in their name is gone (a live one may be making it now).
+
+    One liveness check per owner, none for this process's own: with hundreds of live
+    networks in one tmp_dir, a setup does not probe each of their directories.
+    """
+    alive = {str(os.getpid()): True}
     for entry in os.scandir(parent):
         owner = entry.name.removeprefix(PRIVATE_DIR_PREFIX).partition("-")[0]
-        if entry.name == owner or not owner.isdigit() or _alive(int(owner)):
+        if entry.name == owner or not owner.isdigit():
+            continue
+        if owner not in alive:
+            alive[owner] = _alive(int(owner))
+        if alive[owner]:
             continue
         try:
             with open(os.path.join(entry.path, PRIVATE_DIR_LOCK), "rb") as lock:
