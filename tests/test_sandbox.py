@@ -82,19 +82,16 @@ def test_cmd_sees_its_own_interfaces_in_sys_and_the_subnet_dns_first():
 
 
 def test_dns_overrides_and_host_loopback_adds_host_containers_internal():
-    before = {path: Path(path).read_bytes() for path in HOST_FILES}
-    out = pyslirp(
-        "run", "--dns", "192.0.2.53", "--dns", "2001:db8::53",
+    stdout = run_and_keep_host_files(
+        "--dns", "192.0.2.53", "--dns", "2001:db8::53",
         "-o", "allow_host_loopback=true", "--",
         "sh", "-c", "grep nameserver /etc/resolv.conf; tail -n 1 /etc/hosts",
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == [
+    assert stdout.splitlines() == [
         "nameserver 192.0.2.53",
         "nameserver 2001:db8::53",
         "10.0.2.2\thost.containers.internal",
     ]
-    assert {path: Path(path).read_bytes() for path in HOST_FILES} == before
 
 
 def test_bad_dns_exits_125_naming_it():
