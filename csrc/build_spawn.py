@@ -25,6 +25,7 @@ ffibuilder.cdef(
     #define PYSLIRP_STEP_REAPER ...
     #define PYSLIRP_STEP_STACK ...
     #define PYSLIRP_STEP_MEMFD ...
+    #define PYSLIRP_STEP_SETNS_MOUNTS ...
     #define PYSLIRP_MAX_EXTRA_PIDFDS ...
     #define PYSLIRP_DEVNULL ...
     #define CLONE_NEWNET ...
@@ -50,6 +51,7 @@ ffibuilder.cdef(
         int umask;
         int netns_fd;
         int userns_fd;
+        int mntns_fd;
         const char *netns_path;
         const char *userns_path;
         const char *sysctl_netns;
@@ -89,6 +91,23 @@ ffibuilder.cdef(
     int pyslirp_reaper_start(void);
     int pyslirp_remove_tree(const char *path);
     int pyslirp_socket_in_netns(const char *netns, int domain, int type, int protocol);
+
+    #define PYSLIRP_TEMPLATE_STEP_CLONE ...
+    #define PYSLIRP_TEMPLATE_STEP_UNSHARE ...
+    #define PYSLIRP_TEMPLATE_STEP_SLAVE ...
+    #define PYSLIRP_TEMPLATE_STEP_DETACH ...
+    #define PYSLIRP_TEMPLATE_STEP_MOUNT_ID ...
+    #define PYSLIRP_TEMPLATE_STEP_OPEN ...
+
+    struct pyslirp_template {
+        int fd;
+        unsigned long long first_mount_id;
+        int step;
+        int err;
+    };
+
+    int pyslirp_template_make(char *const *detach, struct pyslirp_template *out);
+    long long pyslirp_mount_id(const char *path);
 
     #define PYSLIRP_INIT_PREPARED ...
     #define PYSLIRP_INIT_STEP_SIGNALS ...
@@ -140,8 +159,16 @@ ffibuilder.set_source(
     #include <sched.h>
     #include "spawn.h"
     #include "init.h"
+    #include "mntns.h"
     """,
-    sources=["csrc/spawn.c", "csrc/reaper.c", "csrc/netns.c", "csrc/rmtree.c", "csrc/init.c"],
+    sources=[
+        "csrc/spawn.c",
+        "csrc/reaper.c",
+        "csrc/netns.c",
+        "csrc/rmtree.c",
+        "csrc/init.c",
+        "csrc/mntns.c",
+    ],
     include_dirs=["csrc"],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -37,6 +37,7 @@ struct child_context {
     int errfd;
     int fd_limit;
     pid_t parent_pid;
+    int cwd_fd; /* the caller's cwd, to return to after joining a mount namespace */
 };
 
 static void __attribute__((noreturn)) fail(int errfd, int step, int err)
@@ -103,6 +104,9 @@ static int child_main(void *arg)
         fail(errfd, PYSLIRP_STEP_SETNS_USER, errno);
     if (a->netns_fd >= 0 && setns(a->netns_fd, CLONE_NEWNET) != 0)
         fail(errfd, PYSLIRP_STEP_SETNS_NET, errno);
+    /* setns to a mount namespace moves the cwd to its root: come back to the caller's. */
+    if (a->mntns_fd >= 0 && (setns(a->mntns_fd, CLONE_NEWNS) != 0 || fchdir(ctx->cwd_fd) != 0))
+        fail(errfd, PYSLIRP_STEP_SETNS_MOUNTS, errno);
     if (a->private_mounts) {
         if (unshare(CLONE_NEWNS) != 0)
             fail(errfd, PYSLIRP_STEP_UNSHARE_MOUNTS, errno);
@@ -197,7 +201,7 @@ static void *thread_stack(void)
 /* The fds a spawn makes: the parent keeps one end in the slot, the child gets the other;
  * the rest are closed once the child runs. */
 struct made_fds {
-    int ready[2], stdin_fd, devnull, netns, userns;
+    int ready[2], stdin_fd, devnull, netns, userns, cwd;
 };
 
 /* The owner pipe: one exit pipe for the whole process. Every child spawned with an
@@ -234,7 +238,7 @@ static void close_made(struct made_fds *m, struct pyslirp_slot *slot)
 {
     int none = -1;
     int *fds[] = {&m->ready[0], &m->ready[1], &m->stdin_fd, &m->devnull, &m->netns, &m->userns,
-                  slot ? &slot->log_fd : &none, slot ? &slot->out_fd : &none};
+                  &m->cwd, slot ? &slot->log_fd : &none, slot ? &slot->out_fd : &none};
 
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (*fds[i] >= 0) {
@@ -257,6 +261,8 @@ static int make_fds(const struct pyslirp_spawn_args *a, struct made_fds *m,
         return PYSLIRP_STEP_SETNS_USER;
     if (a->netns_path && (m->netns = open(a->netns_path, O_RDONLY | O_CLOEXEC)) < 0)
         return PYSLIRP_STEP_SETNS_NET;
+    if (a->mntns_fd >= 0 && (m->cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return PYSLIRP_STEP_SETNS_MOUNTS;
     if (a->ready_fd >= 0 && pipe2(m->ready, O_CLOEXEC) != 0)
         return PYSLIRP_STEP_PIPE;
     if (a->exit_fd >= 0 && owner_pipe_read_end() < 0)
@@ -332,7 +338,7 @@ static int map_fd(int *src, int *dst, int *n, int from, int to)
 int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot)
 {
     static int fd_limit;
-    struct made_fds m = {{-1, -1}, -1, -1, -1, -1};
+    struct made_fds m = {{-1, -1}, -1, -1, -1, -1, -1};
     struct pyslirp_spawn_args a = *args; /* with the fds opened here filled in */
     int fd_src[args->nfds + MADE_FDS], fd_dst[args->nfds + MADE_FDS], nfds = 0;
     struct child_context ctx = {.args = args, .fd_src = fd_src, .fd_dst = fd_dst,
@@ -368,6 +374,7 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     if (m.userns >= 0)
         a.userns_fd = m.userns;
     ctx.args = &a;
+    ctx.cwd_fd = m.cwd;
     for (int i = 0; i < args->nfds; i++) {
         int src = args->fd_src[i] == PYSLIRP_DEVNULL ? m.devnull : args->fd_src[i];
 

@@ -31,6 +31,7 @@
 #define PYSLIRP_STEP_REAPER 15
 #define PYSLIRP_STEP_STACK 16
 #define PYSLIRP_STEP_MEMFD 17
+#define PYSLIRP_STEP_SETNS_MOUNTS 18
 
 /* Child fd numbers are at most this; the slot holds at most this many extra pidfds. */
 #define PYSLIRP_MAX_EXTRA_PIDFDS 4
@@ -55,6 +56,7 @@ struct pyslirp_spawn_args {
     int umask;                /* -1: inherit */
     int netns_fd;             /* -1: stay (or netns_path) */
     int userns_fd;            /* -1: stay (or userns_path) */
+    int mntns_fd;             /* a mount namespace to join (the cwd kept), or -1 */
     const char *netns_path;   /* a namespace to join by path, opened here, or NULL */
     const char *userns_path;
     /* A sysctl of ``sysctl_netns`` to hold at ``sysctl_value`` while the child starts:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 BINARY_NAME = "slirp4netns"
 READY_FD = 3  # slirp4netns writes "1" here once the interface is configured
 EXIT_FD = 4  # slirp4netns exits at EOF here
+NETNS_FD = 5  # the netns, handed over by fd where its path does not exist (see spawn)
+NETNS_TYPE = "--netns-type=path"
 TAP_NAME = "tap0"
 
 
@@ -66,5 +68,11 @@ def build_argv(
         if not features.userns_path:
             raise OptionError("userns_path not supported")
         argv.append(f"--userns-path={userns_path}")
-    argv += ["--netns-type=path", netns, TAP_NAME]
+    argv += [NETNS_TYPE, netns, TAP_NAME]
     return argv
+
+
+def with_netns(argv: list[str], netns: str) -> list[str]:
+    """``argv`` (from :func:`build_argv`) naming the netns ``netns`` instead."""
+    at = argv.index(NETNS_TYPE) + 1
+    return [*argv[:at], netns, *argv[at + 1 :]]

@@ -32,6 +32,7 @@ from .errors import OptionError, PortForwardError, SlirpError, StartError
 from .features import probe_pasta_features
 from .helper import Helper
 from .netnsaddr import IPAddress, netns_addresses
+from .nsopen import fd_path, open_namespace
 from .options import check_path, check_pdeathsig, check_ready_timeout, check_strings
 from .pastaargv import SLIRP4NETNS_PRESET, child_options, create_pasta_args
 from .ports import PortMapping
@@ -169,11 +170,11 @@ def setup(opts: SetupOptions) -> SetupResult:
             fds: dict[int, BinaryIO] = {}
             netns, userns = opts.netns, opts.userns_path
             if netns.startswith("/proc/"):
-                fds[NETNS_FD] = files.enter_context(_open_namespace(netns, "netns"))
-                netns = f"/proc/self/fd/{NETNS_FD}"
+                fds[NETNS_FD] = files.enter_context(open_namespace(netns, "netns"))
+                netns = fd_path(NETNS_FD)
             if userns is not None and userns.startswith("/proc/"):
-                fds[USERNS_FD] = files.enter_context(_open_namespace(userns, "userns"))
-                userns = f"/proc/self/fd/{USERNS_FD}"
+                fds[USERNS_FD] = files.enter_context(open_namespace(userns, "userns"))
+                userns = fd_path(USERNS_FD)
             preset = SLIRP4NETNS_PRESET if opts.addressing == "slirp4netns" else ()
             pasta_args = create_pasta_args(
                 config.pasta_options,
@@ -207,17 +208,6 @@ def setup(opts: SetupOptions) -> SetupResult:
         raise
     logger.debug("%s ready in %.1f ms", result.pasta.label, (time.monotonic() - started) * 1e3)
     return result
-
-
-def _open_namespace(path: str, what: str) -> BinaryIO:
-    try:
-        return open(path, "rb", buffering=0)
-    except OSError as exc:
-        raise StartError(
-            f"Couldn't open {what} {path}: {exc.strerror} "
-            f"(netns must be the path of a network namespace (/run/netns/NAME, "
-            f"/proc/PID/ns/net))"
-        ) from exc
 
 
 # What pasta prints before each message when no syslog listens (no /dev/log).

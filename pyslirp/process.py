@@ -54,6 +54,7 @@ _STEPS = {
     lib.PYSLIRP_STEP_REAPER: "start the reaper",
     lib.PYSLIRP_STEP_STACK: "map the child's stack",
     lib.PYSLIRP_STEP_MEMFD: "make memfds",
+    lib.PYSLIRP_STEP_SETNS_MOUNTS: "setns(mnt)",
 }
 
 
@@ -307,6 +308,7 @@ def spawn(
     private_mounts: bool = False,
     netns: StrPath | int | None = None,
     userns: StrPath | int | None = None,
+    mount_ns: FdLike | None = None,
     ready_fd: int | None = None,
     exit_fd: int | None = None,
     log: bool = False,
@@ -323,10 +325,11 @@ def spawn(
     fd, a file object or :data:`DEVNULL`. ``new_userns``/``new_netns`` give the child new
     namespaces of its own (the user namespace owning the network one; its id maps are the
     caller's to write). ``netns``/``userns`` are a path or an open fd of a namespace to
-    join (the user namespace first). ``private_mounts`` gives the child its own mount
-    namespace with ``/`` recursively private. ``pdeathsig`` is the signal the child gets
-    when this *process* dies (such children are cloned on a long-lived thread, so the
-    spawning thread may exit). ``umask`` is set in the child before exec.
+    join (the user namespace first). ``mount_ns`` is an open fd of a mount namespace to
+    join next (the cwd is kept; the root becomes that namespace's). ``private_mounts``
+    gives the child its own mount namespace with ``/`` recursively private. ``pdeathsig``
+    is the signal the child gets when this *process* dies (such children are cloned on a
+    long-lived thread, so the spawning thread may exit). ``umask`` is set in the child before exec.
 
     Made in C for the child, their parent ends owned by the returned :class:`Child` from
     the moment it exists (see :meth:`Child.fd`): ``ready_fd``, the child fd of a new
@@ -353,6 +356,9 @@ def spawn(
         raise ValueError(f"umask must be 0 to 0o777, not {umask!r}")
     if input is not None and not isinstance(input, bytes):
         raise TypeError(f"input must be bytes, not {input!r}")
+    if mount_ns is not None and private_mounts:
+        raise ValueError("mount_ns and private_mounts exclude each other")
+    mntns_fd = -1 if mount_ns is None else _fileno("mount_ns", mount_ns)
     made = {"ready_fd": _child_fd("ready_fd", ready_fd), "exit_fd": _child_fd("exit_fd", exit_fd)}
 
     mapping: dict[int, FdLike] = {}
@@ -436,6 +442,7 @@ def spawn(
             "umask": -1 if umask is None else umask,
             "netns_fd": ns_fds[0],
             "userns_fd": ns_fds[1],
+            "mntns_fd": mntns_fd,
             "netns_path": ns_paths[0],
             "userns_path": ns_paths[1],
             "sysctl_netns": sysctl[0],

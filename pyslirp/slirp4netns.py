@@ -24,12 +24,14 @@ from typing import Any
 
 from .addresses import DEFAULT_SUBNET
 from .apisocket import request_steps
-from .argv import BINARY_NAME, EXIT_FD, READY_FD, build_argv
+from .argv import BINARY_NAME, EXIT_FD, NETNS_FD, READY_FD, build_argv, with_netns
 from .errors import OptionError, StartError
 from .exitpipe import check_exit_pipe
 from .features import probe_features
 from .gostrconv import go_quote
 from .helper import Helper, start_error
+from .mounttemplate import MountTemplate, template_for
+from .nsopen import fd_path, open_namespace
 from .options import SetupOptions, fd_of
 from .ports import slirp4netns_hostfwd_args
 from .process import DEVNULL, Child
@@ -323,22 +325,45 @@ def _claim_api_socket(child: Child, path: str) -> None:
 
 def _spawn(helper: Helper, opts: SetupOptions, plan: _Plan) -> None:
     """Spawn slirp4netns into ``helper``: ready pipe on fd 3, exit pipe on fd 4 (ours
-    unless the caller gave one), stdout and stderr into its log."""
-    logger.debug("starting %s", plan.argv)
+    unless the caller gave one), stdout and stderr into its log; in this process's
+    template mount namespace where it has one, with the netns on fd 5."""
     caller_exit = opts.slirp4netns_exit_pipe_r
-    helper.spawn(
-        plan.argv,
-        fds={EXIT_FD: fd_of(caller_exit)} if caller_exit is not None else None,
-        ready_fd=READY_FD,
-        exit_fd=EXIT_FD if caller_exit is None else None,
-        stdin=DEVNULL,
-        log=True,
-        umask=HELPER_UMASK,
-        pdeathsig=opts.pdeathsig,
-        private_mounts=plan.private_mounts,
-        # Started inside the user namespace, as podman's rootless slirp4netns is:
-        # from outside it, slirp4netns 1.2.0's sandbox fails at setegid(0).
-        userns=opts.userns_path,
-        # IPv6 DAD would keep tap0's address tentative for 2-4 s: off while it is made.
-        hold_sysctl=(opts.netns, ACCEPT_DAD, "0") if opts.network.enable_ipv6 else None,
-    )
+    fds: dict[int, Any] = {EXIT_FD: fd_of(caller_exit)} if caller_exit is not None else {}
+    argv = plan.argv
+    template = _mount_template(plan) if plan.private_mounts and opts.userns_path is None else None
+    with contextlib.ExitStack() as files:
+        if template is not None:
+            fds[NETNS_FD] = files.enter_context(open_namespace(opts.netns, "netns"))
+            argv = with_netns(argv, fd_path(NETNS_FD))
+        logger.debug("starting %s", argv)
+        helper.spawn(
+            argv,
+            fds=fds or None,
+            ready_fd=READY_FD,
+            exit_fd=EXIT_FD if caller_exit is None else None,
+            stdin=DEVNULL,
+            log=True,
+            umask=HELPER_UMASK,
+            pdeathsig=opts.pdeathsig,
+            # Rootless, the private copy is made in the user namespace: a less
+            # privileged one, whose copies of shared mounts are slaves.
+            private_mounts=plan.private_mounts and template is None,
+            mount_ns=template.fd if template is not None else None,
+            # Started inside the user namespace, as podman's rootless slirp4netns is:
+            # from outside it, slirp4netns 1.2.0's sandbox fails at setegid(0).
+            userns=opts.userns_path,
+            # IPv6 DAD would keep tap0's address tentative for 2-4 s: off while it is made.
+            hold_sysctl=(opts.netns, ACCEPT_DAD, "0") if opts.network.enable_ipv6 else None,
+        )
+
+
+def _mount_template(plan: _Plan) -> MountTemplate | None:
+    """The template mount namespace slirp4netns joins (see :mod:`pyslirp.mounttemplate`),
+    with the mounts of its binary and API socket; None: copy the host's per spawn."""
+    paths = [plan.argv[0]]
+    if plan.api_socket is not None:
+        paths.append(os.path.dirname(plan.api_socket))
+    try:
+        return template_for(paths)
+    except OSError as exc:
+        raise start_error(f"cannot make a mount namespace for {BINARY_NAME}", exc) from exc

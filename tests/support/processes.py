@@ -27,13 +27,17 @@ SIOCGIFADDR = 0x8915
 
 
 def open_fds() -> dict[int, str]:
-    """This process's open fds and what each points at."""
+    """This process's open fds and what each points at, but for pyslirp's template mount
+    namespace (one per process, made anew when a newer mount is needed: see
+    pyslirp.mounttemplate)."""
     fds = {}
     for name in os.listdir("/proc/self/fd"):
         try:
-            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+            target = os.readlink(f"/proc/self/fd/{name}")
         except FileNotFoundError:  # the fd listdir itself used
-            pass
+            continue
+        if not target.startswith("mnt:["):
+            fds[int(name)] = target
     return fds
 
 

@@ -1,0 +1,132 @@
+"""The template mount namespace slirp4netns starts in, made once per process.
+
+slirp4netns's sandbox must start in a mount namespace other than the host's, else its
+pivot_root unmounts the host's ``/run/netns/*`` (shared mounts). A private copy of the
+host's namespace per spawn costs time in proportion to the host's mounts, and every
+``ip netns add`` adds one. Instead, one small namespace is made once (see
+``csrc/mntns.c``): a recursive slave of the host's (host mounts made later reach it; none
+of its unmounts reach the host), without the netns mounts (every nsfs mount, and
+``/run/netns`` with whatever is mounted there later). Helpers join it with setns; their
+netns is handed to them by fd, as its path does not exist there.
+
+A path on a mount newer than the template (a tmp_dir filesystem mounted since, or a
+``/run/netns`` that ``ip netns add`` has only now made a mount) is answered with a new
+template: unique mount ids only grow, so that test is one ``statx`` per path, whatever the
+number of mounts. Unique mount ids need Linux 6.8; before, :func:`template_for` returns
+None and the caller copies the host's namespace per spawn, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from collections.abc import Iterable
+
+from ._spawn import ffi, lib
+
+__all__ = ["MountTemplate", "template_for"]
+
+NETNS_DIR = "/run/netns"  # where `ip netns add` mounts namespaces (podman's too)
+
+_STEPS = {
+    lib.PYSLIRP_TEMPLATE_STEP_CLONE: "clone",
+    lib.PYSLIRP_TEMPLATE_STEP_UNSHARE: "unshare(CLONE_NEWNS)",
+    lib.PYSLIRP_TEMPLATE_STEP_SLAVE: "make / a slave",
+    lib.PYSLIRP_TEMPLATE_STEP_DETACH: "detach the netns mounts",
+    lib.PYSLIRP_TEMPLATE_STEP_MOUNT_ID: "statx(STATX_MNT_ID_UNIQUE)",
+    lib.PYSLIRP_TEMPLATE_STEP_OPEN: "open /proc/self/ns/mnt",
+}
+
+
+class MountTemplate:
+    """One template namespace, held by ``fd`` until the last user drops it (a spawn on
+    another thread may still be joining one that a newer template replaced)."""
+
+    def __init__(self, fd: int, first_mount_id: int) -> None:
+        self.fd = fd
+        self.first_mount_id = first_mount_id  # mounts with smaller ids were copied
+
+    def has_mount_of(self, path: str) -> bool:
+        """Whether the mount ``path`` is on existed when the template was made (a missing
+        path: whether its nearest existing parent's did)."""
+        while True:
+            mount_id = int(lib.pyslirp_mount_id(os.fsencode(path)))
+            if mount_id != -errno.ENOENT or path in ("/", ""):
+                return mount_id < self.first_mount_id  # (-errno: nothing to tell, so yes)
+            path = os.path.dirname(path)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def __repr__(self) -> str:
+        return f"<MountTemplate fd={self.fd} first_mount_id={self.first_mount_id}>"
+
+
+_lock = threading.Lock()
+_current: MountTemplate | None = None
+_unsupported = False
+
+
+def template_for(paths: Iterable[str]) -> MountTemplate | None:
+    """This process's template, made (or made anew) so that every path in ``paths`` (and
+    ``/run/netns``) is on a mount it has; None where the kernel cannot tell a mount's age.
+    Hold the result for as long as its fd is used. Raises OSError (with a ``step``) when
+    the template cannot be made."""
+    global _current, _unsupported
+    checked = [NETNS_DIR, *(os.path.abspath(path) for path in paths)]
+    with _lock:
+        if _unsupported:
+            return None
+        if _current is None or not all(_current.has_mount_of(path) for path in checked):
+            try:
+                _current = _make()
+            except OSError as exc:
+                if exc.errno != errno.EOPNOTSUPP:
+                    raise
+                _unsupported = True
+                return None
+        return _current
+
+
+def _make() -> MountTemplate:
+    detach = [ffi.new("char[]", os.fsencode(path)) for path in _netns_mounts()]
+    c_detach = ffi.new("char *[]", [*detach, ffi.NULL])
+    out = ffi.new("struct pyslirp_template *")
+    if lib.pyslirp_template_make(c_detach, out) != 0:
+        step = _STEPS.get(out.step, f"step {out.step}")
+        error = OSError(out.err, os.strerror(out.err))
+        setattr(error, "step", step)  # noqa: B010 - OSError subclasses have no such slot
+        error.add_note(f"pyslirp could not make its template mount namespace at: {step}")
+        raise error
+    return MountTemplate(out.fd, out.first_mount_id)
+
+
+def _netns_mounts() -> list[str]:
+    """The mount points the template goes without, parents first: ``/run/netns`` when it
+    is a mount, and every nsfs mount (a namespace bound to a path)."""
+    found = []
+    with open("/proc/self/mountinfo", "rb") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            mount_point = _unescape(fields[4])
+            fstype = fields[fields.index(b"-") + 1]
+            if fstype == b"nsfs" or mount_point == os.fsencode(NETNS_DIR):
+                found.append(mount_point)
+    return [os.fsdecode(path) for path in sorted(set(found), key=len)]
+
+
+def _unescape(field: bytes) -> bytes:
+    r"""A mountinfo path: space, tab, newline and backslash come as ``\040`` and so on."""
+    return field.decode("unicode_escape").encode("latin-1") if b"\\" in field else field
+
+
+def _forget_after_fork() -> None:
+    global _lock, _current
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    _current = None  # this process's copy of the fd is closed; it makes its own
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

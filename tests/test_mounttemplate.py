@@ -1,0 +1,133 @@
+"""slirp4netns starts in one small template mount namespace per process (issue 16): the
+host's netns mounts survive, and what is mounted or made after the template still works."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pyslirp
+from pyslirp import mounttemplate
+
+from support.netns import echo_server, link, tcp_echo
+from support.ports import free_port
+from support.processes import mounted
+
+pytestmark = pytest.mark.root
+
+
+def template() -> mounttemplate.MountTemplate:
+    made = mounttemplate.template_for([])
+    if made is None:
+        pytest.skip("the kernel has no unique mount ids (Linux 6.8): no template")
+    return made
+
+
+def mounts_in(mount_ns: int) -> list[list[str]]:
+    """The mountinfo lines (split) that a process in the namespace ``mount_ns`` sees."""
+    child = pyslirp.spawn(["cat", "/proc/self/mountinfo"], mount_ns=mount_ns, capture_stdout=True)
+    assert child.wait() == 0
+    out = os.pread(child.fd("out_fd"), 1 << 20, 0).decode()
+    child.close_fd("out_fd")
+    return [line.split() for line in out.splitlines()]
+
+
+def fstypes(mounts: list[list[str]]) -> list[str]:
+    return [fields[fields.index("-") + 1] for fields in mounts]
+
+
+@pytest.fixture
+def tmpfs(short_tmp: Path) -> Iterator[Path]:
+    """A tmpfs mounted now (after the test's template, if it makes one first)."""
+    path = short_tmp / "fs"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def test_the_template_has_no_netns_mounts_and_gets_none_made_later(hygiene, make_netns):
+    make_netns()
+    held = template()
+    before = mounts_in(held.fd)
+    assert "nsfs" not in fstypes(before)
+    assert not any(fields[4].startswith("/run/netns") for fields in before)
+    make_netns()  # on the host, after the template: it must not grow
+    assert mounts_in(held.fd) == before
+    assert mounttemplate.template_for([]) is held  # made once
+
+
+def test_slirp4netns_runs_in_the_template_and_host_netns_mounts_survive(
+    hygiene, config, make_netns
+):
+    others = [make_netns() for _ in range(3)]
+    netns = make_netns()  # made after the others: the template may be older or newer
+    for _ in range(3):
+        with pyslirp.setup(
+            pyslirp.SetupOptions(config=config, container_id="t", netns=netns)
+        ) as net:
+            sandbox = Path(f"/proc/{net.pid}/mountinfo").read_text()
+            assert "nsfs" not in sandbox
+            assert link(netns)["ifname"] == "tap0"
+    assert [path for path in [*others, netns] if not mounted(path)] == []
+
+
+def test_unmounts_in_the_template_do_not_reach_the_host(hygiene, tmpfs):
+    held = mounttemplate.template_for([str(tmpfs)])  # made anew: tmpfs is newer
+    assert held is not None
+    assert str(tmpfs) in [fields[4] for fields in mounts_in(held.fd)]
+    umount = pyslirp.spawn(["umount", "-l", str(tmpfs)], mount_ns=held.fd)
+    assert umount.wait() == 0
+    assert mounted(str(tmpfs))
+
+
+@pytest.mark.parametrize("handler", ["slirp4netns", "rootlesskit"])
+def test_tmp_dir_on_a_filesystem_mounted_after_the_template(hygiene, make_netns, tmpfs, handler):
+    """slirp4netns binds its API socket there from inside the template."""
+    template()  # made before the filesystem was mounted
+    netns = make_netns()
+    port = free_port()
+    opts = pyslirp.SetupOptions(
+        config=pyslirp.Config(tmp_dir=str(tmpfs / "run")),
+        container_id="late-mount",
+        netns=netns,
+        ports=[pyslirp.PortMapping(host_port=port, container_port=8080)],
+        extra_options=[f"port_handler={handler}"],
+    )
+    with pyslirp.setup(opts) as net, echo_server(netns, "tcp", 8080):
+        if handler == "slirp4netns":
+            assert net.api_socket is not None and os.path.exists(net.api_socket)
+        assert tcp_echo(port).endswith(" 8080")
+    assert list((tmpfs / "run").iterdir()) == []
+
+
+def test_a_forked_child_makes_its_own_template(hygiene, config, netns):
+    held = template()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours = mounttemplate.template_for([])
+            with pyslirp.setup(pyslirp.SetupOptions(config=config, container_id="t", netns=netns)):
+                pass
+            os._exit(0 if ours is not None and ours is not held else 1)
+        finally:
+            os._exit(2)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert os.readlink(f"/proc/self/fd/{held.fd}").startswith("mnt:[")
+
+
+def test_mount_ns_that_is_not_one_is_an_error_naming_the_step(hygiene, tmp_path):
+    with open(tmp_path / "file", "wb") as not_a_namespace, pytest.raises(OSError) as info:
+        pyslirp.spawn(["true"], mount_ns=not_a_namespace)
+    assert info.value.step == "setns(mnt)"
+
+
+def test_mount_ns_and_private_mounts_exclude_each_other():
+    with pytest.raises(ValueError, match="mount_ns and private_mounts"):
+        pyslirp.spawn(["true"], mount_ns=0, private_mounts=True)
