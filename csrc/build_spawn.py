@@ -52,6 +52,8 @@ ffibuilder.cdef(
         int netns_fd;
         int userns_fd;
         int mntns_fd;
+        int netns_to_fd;
+        int userns_to_fd;
         const char *netns_path;
         const char *userns_path;
         const char *sysctl_netns;

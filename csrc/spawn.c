@@ -25,7 +25,7 @@
 #include "spawn.h"
 
 #define CHILD_STACK_SIZE (64 * 1024)
-#define MADE_FDS 5 /* ready, exit, stdin, stdout, stderr */
+#define MADE_FDS 7 /* ready, exit, stdin, stdout, stderr, netns, userns */
 
 extern char **environ;
 
@@ -257,9 +257,13 @@ static int make_fds(const struct pyslirp_spawn_args *a, struct made_fds *m,
         if (a->fd_src[i] == PYSLIRP_DEVNULL && m->devnull < 0 &&
             (m->devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
             return PYSLIRP_STEP_FDS;
-    if (a->userns_path && (m->userns = open(a->userns_path, O_RDONLY | O_CLOEXEC)) < 0)
+    /* A namespace handed over is opened O_NONBLOCK: a FIFO at its path must not hang us
+     * here (the child, opening it again as /proc/self/fd/N, waits as it would have). */
+    if (a->userns_path && (m->userns = open(a->userns_path, O_RDONLY | O_CLOEXEC |
+                                            (a->userns_to_fd >= 0 ? O_NONBLOCK : 0))) < 0)
         return PYSLIRP_STEP_SETNS_USER;
-    if (a->netns_path && (m->netns = open(a->netns_path, O_RDONLY | O_CLOEXEC)) < 0)
+    if (a->netns_path && (m->netns = open(a->netns_path, O_RDONLY | O_CLOEXEC |
+                                          (a->netns_to_fd >= 0 ? O_NONBLOCK : 0))) < 0)
         return PYSLIRP_STEP_SETNS_NET;
     if (a->mntns_fd >= 0 && (m->cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
         return PYSLIRP_STEP_SETNS_MOUNTS;
@@ -345,7 +349,7 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
                                 .parent_pid = getpid()};
     struct error_record record;
     sigset_t all, saved_mask;
-    int pipefd[2], pidfd = -1, step, err;
+    int pipefd[2], pidfd = -1, step, err, handed_netns = -1, handed_userns = -1;
     void *stack;
     pid_t pid;
     ssize_t n;
@@ -375,6 +379,15 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
         a.userns_fd = m.userns;
     ctx.args = &a;
     ctx.cwd_fd = m.cwd;
+    /* A namespace handed over is mapped onto its child fd; the child does not join it. */
+    if (a.netns_to_fd >= 0) {
+        handed_netns = a.netns_fd;
+        a.netns_fd = -1;
+    }
+    if (a.userns_to_fd >= 0) {
+        handed_userns = a.userns_fd;
+        a.userns_fd = -1;
+    }
     for (int i = 0; i < args->nfds; i++) {
         int src = args->fd_src[i] == PYSLIRP_DEVNULL ? m.devnull : args->fd_src[i];
 
@@ -385,7 +398,9 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
         (m.stdin_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.stdin_fd, 0)) ||
         (args->capture_stdout && map_fd(fd_src, fd_dst, &nfds, slot->out_fd, 1)) ||
         ((args->log_fds & 1) && map_fd(fd_src, fd_dst, &nfds, slot->log_fd, 1)) ||
-        ((args->log_fds & 2) && map_fd(fd_src, fd_dst, &nfds, slot->log_fd, 2))) {
+        ((args->log_fds & 2) && map_fd(fd_src, fd_dst, &nfds, slot->log_fd, 2)) ||
+        (handed_netns >= 0 && map_fd(fd_src, fd_dst, &nfds, handed_netns, a.netns_to_fd)) ||
+        (handed_userns >= 0 && map_fd(fd_src, fd_dst, &nfds, handed_userns, a.userns_to_fd))) {
         close_made(&m, slot);
         pyslirp_slot_restore(slot);
         return fail_parent(slot, PYSLIRP_STEP_FDS, EINVAL);

@@ -41,12 +41,23 @@ _STEPS = {
 
 
 class MountTemplate:
-    """One template namespace, held by ``fd`` until the last user drops it (a spawn on
-    another thread may still be joining one that a newer template replaced)."""
+    """One template namespace, held by :attr:`fd` until the last user drops it (a spawn
+    on another thread may still be joining one that a newer template replaced). It exists
+    before the namespace does: the C call writes the fd into it, so that a Ctrl-C cannot
+    come between the two."""
 
-    def __init__(self, fd: int, first_mount_id: int) -> None:
-        self.fd = fd
-        self.first_mount_id = first_mount_id  # mounts with smaller ids were copied
+    def __init__(self) -> None:
+        self._made = ffi.new("struct pyslirp_template *", {"fd": -1})
+
+    @property
+    def fd(self) -> int:
+        """The namespace's fd (close-on-exec)."""
+        return int(self._made.fd)
+
+    @property
+    def first_mount_id(self) -> int:
+        """Mounts with smaller unique ids existed when it was made, and are there."""
+        return int(self._made.first_mount_id)
 
     def has_mount_of(self, path: str) -> bool:
         """Whether the mount ``path`` is on existed when the template was made (a missing
@@ -58,8 +69,10 @@ class MountTemplate:
             path = os.path.dirname(path)
 
     def __del__(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        made = getattr(self, "_made", None)  # (None: __init__ itself was interrupted)
+        if made is not None and made.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(made.fd)
 
     def __repr__(self) -> str:
         return f"<MountTemplate fd={self.fd} first_mount_id={self.first_mount_id}>"
@@ -94,14 +107,15 @@ def template_for(paths: Iterable[str]) -> MountTemplate | None:
 def _make() -> MountTemplate:
     detach = [ffi.new("char[]", os.fsencode(path)) for path in _netns_mounts()]
     c_detach = ffi.new("char *[]", [*detach, ffi.NULL])
-    out = ffi.new("struct pyslirp_template *")
-    if lib.pyslirp_template_make(c_detach, out) != 0:
-        step = _STEPS.get(out.step, f"step {out.step}")
-        error = OSError(out.err, os.strerror(out.err))
+    template = MountTemplate()
+    made = template._made
+    if lib.pyslirp_template_make(c_detach, made) != 0:
+        step = _STEPS.get(made.step, f"step {made.step}")
+        error = OSError(made.err, os.strerror(made.err))
         setattr(error, "step", step)  # noqa: B010 - OSError subclasses have no such slot
         error.add_note(f"pyslirp could not make its template mount namespace at: {step}")
         raise error
-    return MountTemplate(out.fd, out.first_mount_id)
+    return template
 
 
 def _netns_mounts() -> list[str]:

@@ -17,7 +17,6 @@ switches backends; it is what a sandbox wants that must not see the host's addre
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -25,14 +24,13 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Literal
+from typing import Literal
 
 from .config import Config
 from .errors import OptionError, PortForwardError, SlirpError, StartError
 from .features import probe_pasta_features
 from .helper import Helper
 from .netnsaddr import IPAddress, netns_addresses
-from .nsopen import fd_path, open_namespace
 from .options import check_path, check_pdeathsig, check_ready_timeout, check_strings
 from .pastaargv import SLIRP4NETNS_PRESET, child_options, create_pasta_args
 from .ports import PortMapping
@@ -161,39 +159,33 @@ def setup(opts: SetupOptions) -> SetupResult:
     binary = config.find_pasta()
     result = SetupResult(label=f"{BINARY_NAME} for netns {opts.netns}")
     try:
-        with contextlib.ExitStack() as files:
-            # A namespace of a process (/proc/PID/ns/...) is handed to pasta as its own
-            # fd: once pasta has dropped its capabilities it can open neither that of a
-            # process that is not dumpable nor, rootless, another's user namespace. A
-            # named netns stays a path: pasta watches it and quits when it is deleted.
-            # (File objects: a Ctrl-C between an open and its owner leaves nothing.)
-            fds: dict[int, BinaryIO] = {}
-            netns, userns = opts.netns, opts.userns_path
-            if netns.startswith("/proc/"):
-                fds[NETNS_FD] = files.enter_context(open_namespace(netns, "netns"))
-                netns = fd_path(NETNS_FD)
-            if userns is not None and userns.startswith("/proc/"):
-                fds[USERNS_FD] = files.enter_context(open_namespace(userns, "userns"))
-                userns = fd_path(USERNS_FD)
-            preset = SLIRP4NETNS_PRESET if opts.addressing == "slirp4netns" else ()
-            pasta_args = create_pasta_args(
-                config.pasta_options,
-                [*preset, *opts.extra_options],
-                opts.ports,
-                netns,
-                map_guest_addr=probe_pasta_features(binary).map_guest_addr,
-            )
-            own = child_options(pasta_args.args, root=os.geteuid() == 0, userns=userns)
-            argv = [binary, "--pid", f"/dev/fd/{READY_FD}", *own, *pasta_args.args]
-            logger.debug("starting %s", argv)
-            result.pasta.spawn(
-                argv,
-                fds=fds,
-                ready_fd=READY_FD,
-                stdin=DEVNULL,
-                log=True,
-                pdeathsig=opts.pdeathsig,
-            )
+        # A namespace of a process (/proc/PID/ns/...) is handed to pasta as its own fd:
+        # once pasta has dropped its capabilities it can open neither that of a process
+        # that is not dumpable nor, rootless, another's user namespace. A named netns
+        # stays a path: pasta watches it and quits when it is deleted. (Opened by the
+        # spawn call: a Ctrl-C cannot come between an open and its owner.)
+        netns, userns = opts.netns, opts.userns_path
+        handed: dict[str, str | int] = {}
+        if netns.startswith("/proc/"):
+            handed.update(netns=netns, pass_netns=NETNS_FD)
+            netns = f"/proc/self/fd/{NETNS_FD}"
+        if userns is not None and userns.startswith("/proc/"):
+            handed.update(userns=userns, pass_userns=USERNS_FD)
+            userns = f"/proc/self/fd/{USERNS_FD}"
+        preset = SLIRP4NETNS_PRESET if opts.addressing == "slirp4netns" else ()
+        pasta_args = create_pasta_args(
+            config.pasta_options,
+            [*preset, *opts.extra_options],
+            opts.ports,
+            netns,
+            map_guest_addr=probe_pasta_features(binary).map_guest_addr,
+        )
+        own = child_options(pasta_args.args, root=os.geteuid() == 0, userns=userns)
+        argv = [binary, "--pid", f"/dev/fd/{READY_FD}", *own, *pasta_args.args]
+        logger.debug("starting %s", argv)
+        result.pasta.spawn(
+            argv, ready_fd=READY_FD, stdin=DEVNULL, log=True, pdeathsig=opts.pdeathsig, **handed
+        )
         try:
             result.pasta.wait_ready(deadline)
         except StartError as exc:

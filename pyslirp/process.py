@@ -309,6 +309,8 @@ def spawn(
     netns: StrPath | int | None = None,
     userns: StrPath | int | None = None,
     mount_ns: FdLike | None = None,
+    pass_netns: int | None = None,
+    pass_userns: int | None = None,
     ready_fd: int | None = None,
     exit_fd: int | None = None,
     log: bool = False,
@@ -325,7 +327,9 @@ def spawn(
     fd, a file object or :data:`DEVNULL`. ``new_userns``/``new_netns`` give the child new
     namespaces of its own (the user namespace owning the network one; its id maps are the
     caller's to write). ``netns``/``userns`` are a path or an open fd of a namespace to
-    join (the user namespace first). ``mount_ns`` is an open fd of a mount namespace to
+    join (the user namespace first); with ``pass_netns``/``pass_userns`` (a child fd) it is
+    opened here (non-blocking) and handed to the child at that fd instead, for it to name
+    as ``/proc/self/fd/N``. ``mount_ns`` is an open fd of a mount namespace to
     join next (the cwd is kept; the root becomes that namespace's). ``private_mounts``
     gives the child its own mount namespace with ``/`` recursively private. ``pdeathsig``
     is the signal the child gets when this *process* dies (such children are cloned on a
@@ -360,6 +364,11 @@ def spawn(
         raise ValueError("mount_ns and private_mounts exclude each other")
     mntns_fd = -1 if mount_ns is None else _fileno("mount_ns", mount_ns)
     made = {"ready_fd": _child_fd("ready_fd", ready_fd), "exit_fd": _child_fd("exit_fd", exit_fd)}
+    made["netns_to_fd"] = _child_fd("pass_netns", pass_netns)
+    made["userns_to_fd"] = _child_fd("pass_userns", pass_userns)
+    for name, ns, given in (("netns", netns, pass_netns), ("userns", userns, pass_userns)):
+        if given is not None and ns is None:
+            raise ValueError(f"pass_{name} needs {name}: a namespace to hand over")
 
     mapping: dict[int, FdLike] = {}
     for target, source in (fds or {}).items():
@@ -443,6 +452,8 @@ def spawn(
             "netns_fd": ns_fds[0],
             "userns_fd": ns_fds[1],
             "mntns_fd": mntns_fd,
+            "netns_to_fd": made["netns_to_fd"],
+            "userns_to_fd": made["userns_to_fd"],
             "netns_path": ns_paths[0],
             "userns_path": ns_paths[1],
             "sysctl_netns": sysctl[0],

@@ -31,7 +31,6 @@ from .features import probe_features
 from .gostrconv import go_quote
 from .helper import Helper, start_error
 from .mounttemplate import MountTemplate, template_for
-from .nsopen import fd_path, open_namespace
 from .options import SetupOptions, fd_of
 from .ports import slirp4netns_hostfwd_args
 from .process import DEVNULL, Child
@@ -328,33 +327,32 @@ def _spawn(helper: Helper, opts: SetupOptions, plan: _Plan) -> None:
     unless the caller gave one), stdout and stderr into its log; in this process's
     template mount namespace where it has one, with the netns on fd 5."""
     caller_exit = opts.slirp4netns_exit_pipe_r
-    fds: dict[int, Any] = {EXIT_FD: fd_of(caller_exit)} if caller_exit is not None else {}
     argv = plan.argv
     template = _mount_template(plan) if plan.private_mounts and opts.userns_path is None else None
-    with contextlib.ExitStack() as files:
-        if template is not None:
-            fds[NETNS_FD] = files.enter_context(open_namespace(opts.netns, "netns"))
-            argv = with_netns(argv, fd_path(NETNS_FD))
-        logger.debug("starting %s", argv)
-        helper.spawn(
-            argv,
-            fds=fds or None,
-            ready_fd=READY_FD,
-            exit_fd=EXIT_FD if caller_exit is None else None,
-            stdin=DEVNULL,
-            log=True,
-            umask=HELPER_UMASK,
-            pdeathsig=opts.pdeathsig,
-            # Rootless, the private copy is made in the user namespace: a less
-            # privileged one, whose copies of shared mounts are slaves.
-            private_mounts=plan.private_mounts and template is None,
-            mount_ns=template.fd if template is not None else None,
-            # Started inside the user namespace, as podman's rootless slirp4netns is:
-            # from outside it, slirp4netns 1.2.0's sandbox fails at setegid(0).
-            userns=opts.userns_path,
-            # IPv6 DAD would keep tap0's address tentative for 2-4 s: off while it is made.
-            hold_sysctl=(opts.netns, ACCEPT_DAD, "0") if opts.network.enable_ipv6 else None,
-        )
+    if template is not None:  # the netns path does not exist there: hand it over by fd
+        argv = with_netns(argv, f"/proc/self/fd/{NETNS_FD}")
+    logger.debug("starting %s", argv)
+    helper.spawn(
+        argv,
+        fds={EXIT_FD: fd_of(caller_exit)} if caller_exit is not None else None,
+        ready_fd=READY_FD,
+        exit_fd=EXIT_FD if caller_exit is None else None,
+        stdin=DEVNULL,
+        log=True,
+        umask=HELPER_UMASK,
+        pdeathsig=opts.pdeathsig,
+        # Rootless, the private copy is made in the user namespace: a less privileged
+        # one, whose copies of the host's shared mounts are slaves.
+        private_mounts=plan.private_mounts and template is None,
+        mount_ns=template.fd if template is not None else None,
+        netns=opts.netns if template is not None else None,
+        pass_netns=NETNS_FD if template is not None else None,
+        # Started inside the user namespace, as podman's rootless slirp4netns is:
+        # from outside it, slirp4netns 1.2.0's sandbox fails at setegid(0).
+        userns=opts.userns_path,
+        # IPv6 DAD would keep tap0's address tentative for 2-4 s: off while it is made.
+        hold_sysctl=(opts.netns, ACCEPT_DAD, "0") if opts.network.enable_ipv6 else None,
+    )
 
 
 def _mount_template(plan: _Plan) -> MountTemplate | None:

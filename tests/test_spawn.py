@@ -152,6 +152,25 @@ def test_netns_joins_the_namespace(hygiene, netns, kill_later, by_fd):
     assert os.stat(f"/proc/{child.pid}/ns/net").st_ino == os.stat(netns).st_ino
 
 
+def test_pass_netns_hands_the_namespace_over_at_that_fd_without_joining(hygiene, netns):
+    child = pyslirp.spawn(
+        ["stat", "-L", "-c", "%i", "/proc/self/fd/5", "/proc/self/ns/net"],
+        netns=netns,
+        pass_netns=5,
+        capture_stdout=True,
+    )
+    assert child.wait() == 0
+    handed, own = os.pread(child.fd("out_fd"), 4096, 0).decode().split()
+    child.close_fd("out_fd")
+    assert int(handed) == os.stat(netns).st_ino
+    assert int(own) == os.stat("/proc/self/ns/net").st_ino
+
+
+def test_pass_netns_without_a_netns_is_a_value_error():
+    with pytest.raises(ValueError, match="pass_netns needs netns"):
+        pyslirp.spawn(["true"], pass_netns=5)
+
+
 def test_private_mounts_leave_host_netns_mounted(hygiene, netns, kill_later):
     child = pyslirp.spawn(SLEEP, netns=netns, private_mounts=True)
     kill_later(child)

@@ -46,7 +46,7 @@ def test_helper_reaped_before_the_ready_wait_is_start_error(leftovers):
 
 # Said by setup itself where it opens the netns to hand it over by fd (root, in the template
 # mount namespace), else by slirp4netns's own open or setns.
-BAD_NETNS = "Couldn't open netns|exited with status 1"
+BAD_NETNS = "No such file or directory|exited with status 1"
 
 
 def test_netns_path_missing_is_start_error(leftovers, tmp_dir, tmp_path):
