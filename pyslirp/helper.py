@@ -365,7 +365,15 @@ def _reap_adopted(group: int) -> None:
     child subreaper): else they would stay zombies of ours. Elsewhere init takes them.
 
     Only our own unreaped children are looked at: their pids cannot be reused meanwhile.
+    Usually the group is empty by now (zombies would count): then our children, maybe a
+    thousand other helpers, are not looked at at all.
     """
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        pass  # someone's process is in it: look
     for pid in _children_of(os.getpid()):
         try:
             if os.getpgid(pid) != group:
