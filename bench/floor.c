@@ -4,7 +4,7 @@
  *   floor [-m MiB] spawn N [full]
  *       N x clone(CLONE_VM|CLONE_VFORK) + execve /bin/true + waitpid. "full" also does
  *       what pyslirp.spawn does for setup(): fds 3/4, setpgid, pdeathsig, private mounts.
- *   floor [-m MiB] [-6] [-x] [-a] [-k] [-R BIN -J JSON -P PORTS] ready NETNS,... -- ARGV...
+ *   floor [-m MiB] [-6] [-x] [-a [-T]] [-k] [-R BIN -J JSON -P PORTS] ready NETNS,... -- ARGV...
  *       For each netns: slirp4netns ARGV (@NETNS@ replaced) in a private mount namespace,
  *       ready pipe at fd 3, exit pipe at fd 4; time until the ready byte.
  *       -6: accept_dad=0 in the netns first (restored after), and also wait until tap0 has
@@ -12,6 +12,7 @@
  *       -x: the netns is not one: time until EOF on the ready pipe or the pidfd is readable.
  *       -a: start all at once, then wait for every ready byte (latency from the common
  *           start); a last line "wall NS" is the time until the last was ready.
+ *       -T: with -a, time the teardown instead: SIGTERM to all, then reap all (one line).
  *       -R/-J/-P: then rootlessport BIN with JSON (@NETNS@, @PORT@ replaced) on stdin, exit
  *           pipe at fd 3, ready pipe at fd 4; time until its ready byte too.
  *       -k: the helper has no exit pipe (pasta: its pid file is /dev/fd/3, the ready pipe):
@@ -254,7 +255,7 @@ static char *subst(const char *tmpl, const char *key, const char *value)
 }
 
 struct ready_opts {
-    int ipv6, expect_fail, all_at_once, sigterm;
+    int ipv6, expect_fail, all_at_once, sigterm, teardown;
     const char *rlk_bin, *rlk_json;
     char *ports;
     char **argv;
@@ -378,11 +379,26 @@ static void ready_one(const struct ready_opts *o, const char *netns, const char 
         free(argv[i]);
 }
 
+/* Signal every helper, then reap every one (and orphans); print how long it took. */
+static void teardown_all(const pid_t *pids, int n)
+{
+    int64_t t0 = now_ns();
+
+    for (int i = 0; i < n; i++)
+        kill(pids[i], SIGTERM);
+    for (int i = 0; i < n; i++)
+        reap(pids[i]);
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+    sample(now_ns() - t0);
+}
+
 /* Start slirp4netns for every netns at once, then wait for all ready bytes. Prints each
- * one's latency from the common start, then "wall NS" for the whole batch. */
+ * one's latency from the common start, then "wall NS" for the whole batch (-T: only the
+ * teardown's time). */
 static void ready_all(const struct ready_opts *o, char *netns_list)
 {
-    enum { MAX_NETNS = 256 };
+    enum { MAX_NETNS = 1024 };
     struct pollfd pfd[MAX_NETNS];
     int exit_w[MAX_NETNS], exit_r[MAX_NETNS], pidfds[MAX_NETNS], pending, n = 0;
     pid_t pids[MAX_NETNS];
@@ -436,19 +452,22 @@ static void ready_all(const struct ready_opts *o, char *netns_list)
             pending--;
         }
     }
-    for (int i = 0; i < n; i++)
-        sample(done[i] - t0);
-    {
+    if (o->teardown) {
+        teardown_all(pids, n);
+    } else {
         int64_t last = t0;
 
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
+            sample(done[i] - t0);
             last = done[i] > last ? done[i] : last;
+        }
         printf("wall %lld\n", (long long)(last - t0));
     }
     for (int i = 0; i < n; i++)
         close(exit_w[i]);
     for (int i = 0; i < n; i++) {
-        reap(pids[i]);
+        if (!o->teardown)
+            reap(pids[i]);
         close(exit_r[i]);
         close(pidfds[i]);
     }
@@ -473,7 +492,7 @@ static void ready_loop(struct ready_opts *o, char *netns_list)
 static int usage(void)
 {
     fprintf(stderr, "usage: floor [-m MiB] spawn N [full]\n"
-                    "       floor [-m MiB] [-6] [-x] [-a] [-k] [-R BIN -J JSON -P PORTS] ready NETNS,..."
+                    "       floor [-m MiB] [-6] [-x] [-a [-T]] [-k] [-R BIN -J JSON -P PORTS] ready NETNS,..."
                     " -- ARGV...\n"
                     "       floor [-m MiB] serve  (then one such command a line on stdin)\n");
     return 2;
@@ -486,13 +505,14 @@ static int run(int argc, char **argv, long *mib)
     int opt;
 
     optind = 0; /* glibc: start over, a new argv each call */
-    while ((opt = getopt(argc, argv, "+m:6xakFR:J:P:")) != -1) {
+    while ((opt = getopt(argc, argv, "+m:6xakTFR:J:P:")) != -1) {
         switch (opt) {
         case 'm': *mib = strtol(optarg, NULL, 10); break;
         case '6': o.ipv6 = 1; break;
         case 'x': o.expect_fail = 1; break;
         case 'a': o.all_at_once = 1; break;
         case 'k': o.sigterm = 1; break;
+        case 'T': o.teardown = 1; break;
         case 'R': o.rlk_bin = optarg; break;
         case 'J': o.rlk_json = optarg; break;
         case 'P': o.ports = optarg; break;

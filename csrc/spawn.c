@@ -9,6 +9,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -38,6 +40,7 @@ struct child_context {
     int fd_limit;
     pid_t parent_pid;
     int cwd_fd; /* the caller's cwd, to return to after joining a mount namespace */
+    int fd_cut; /* every fd the child needs is below this */
 };
 
 static void __attribute__((noreturn)) fail(int errfd, int step, int err)
@@ -85,6 +88,13 @@ static int child_main(void *arg)
 
     if (top < 2)
         top = 2;
+    /* The fd table is still the parent's (CLONE_FILES: nothing copied at clone). Take a
+     * copy of only the fds below fd_cut, all this child needs, before touching any: the
+     * parent's long-lived fds (kept high, see move_high) are neither copied nor, at exec,
+     * closed one by one. Before Linux 5.9, a copy of the whole table. */
+    if (syscall(SYS_close_range, (unsigned int)ctx->fd_cut, ~0U, CLOSE_RANGE_UNSHARE) != 0 &&
+        unshare(CLONE_FILES) != 0)
+        fail(errfd, PYSLIRP_STEP_FDS, errno);
     /* The error pipe must outlive every dup2 below: keep it above all targets. */
     if (errfd <= top) {
         errfd = fcntl(errfd, F_DUPFD_CLOEXEC, top + 1);
@@ -321,6 +331,38 @@ static void hold_sysctl(const struct pyslirp_spawn_args *a, struct pyslirp_slot 
     slot->sysctl_fd = fd;
 }
 
+/* Move ``*fd`` to the upper half of this process's fd range (best effort): there the
+ * fds a slot holds for a helper's life stay out of the way of the ones the next spawn
+ * makes for a moment, and its child copies only the fds below those (see child_main). */
+static void move_high(int *fd)
+{
+    struct rlimit limit;
+    int high;
+
+    if (*fd < 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return;
+    high = limit.rlim_cur / 2 > INT_MAX ? INT_MAX : (int)(limit.rlim_cur / 2);
+    if (*fd >= high)
+        return;
+    high = fcntl(*fd, F_DUPFD_CLOEXEC, high);
+    if (high < 0)
+        return; /* the upper half is full: it stays where it is */
+    close(*fd);
+    *fd = high;
+}
+
+/* The lowest fd number above every fd the child needs. */
+static int fd_cut(const int *src, int n, const int *more, int n_more)
+{
+    int cut = 2;
+
+    for (int i = 0; i < n; i++)
+        cut = src[i] > cut ? src[i] : cut;
+    for (int i = 0; i < n_more; i++)
+        cut = more[i] > cut ? more[i] : cut;
+    return cut + 1;
+}
+
 /* Insert (src -> dst) into the mapping kept sorted by dst; -1 if dst is taken. */
 static int map_fd(int *src, int *dst, int *n, int from, int to)
 {
@@ -413,12 +455,17 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
         return fail_parent(slot, PYSLIRP_STEP_PIPE, err);
     }
     ctx.errfd = pipefd[1];
+    {
+        int more[] = {pipefd[1], m.cwd, a.mntns_fd, a.netns_fd, a.userns_fd};
+
+        ctx.fd_cut = fd_cut(fd_src, nfds, more, sizeof more / sizeof more[0]);
+    }
 
     /* No parent handler may run on the child's stack before it resets them. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved_mask);
     pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE,
-                CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &ctx, &pidfd);
+                CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &ctx, &pidfd);
     /* A vfork child shares errno with this thread: read it only when no child ran. */
     err = pid < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
@@ -450,6 +497,9 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     }
 
     /* The child runs: the slot owns it, and the parent's ends of what was made for it. */
+    move_high(&pidfd);
+    move_high(&slot->log_fd);
+    move_high(&slot->out_fd);
     slot->pid = pid;
     slot->pidfd = pidfd;
     slot->owner = ctx.parent_pid;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -169,6 +170,17 @@ def test_pass_netns_hands_the_namespace_over_at_that_fd_without_joining(hygiene,
 def test_pass_netns_without_a_netns_is_a_value_error():
     with pytest.raises(ValueError, match="pass_netns needs netns"):
         pyslirp.spawn(["true"], pass_netns=5)
+
+
+def test_what_a_slot_holds_for_long_sits_in_the_upper_half_of_the_fd_range(hygiene, kill_later):
+    """So the fds a spawn makes for a moment stay low, and its child copies only those."""
+    child = pyslirp.spawn(SLEEP, log=True)
+    kill_later(child)
+    high = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2
+    assert child.pidfd >= high
+    assert child.fd("log_fd") >= high
+    assert sorted(child_fds(child.pid)) == [0, 1, 2]
+    child.close_fd("log_fd")
 
 
 def test_private_mounts_leave_host_netns_mounted(hygiene, netns, kill_later):
