@@ -27,6 +27,7 @@
 #include "spawn.h"
 
 #define CHILD_STACK_SIZE (64 * 1024)
+#define HIGH_FDS 4096 /* where move_high puts long-lived fds, at most */
 #define MADE_FDS 7 /* ready, exit, stdin, stdout, stderr, netns, userns */
 
 extern char **environ;
@@ -331,7 +332,8 @@ static void hold_sysctl(const struct pyslirp_spawn_args *a, struct pyslirp_slot 
     slot->sysctl_fd = fd;
 }
 
-/* Move ``*fd`` to the upper half of this process's fd range (best effort): there the
+/* Move ``*fd`` to the upper half of this process's fd range, or above fd HIGH_FDS (best
+ * effort): there the
  * fds a slot holds for a helper's life stay out of the way of the ones the next spawn
  * makes for a moment, and its child copies only the fds below those (see child_main). */
 static void move_high(int *fd)
@@ -341,7 +343,8 @@ static void move_high(int *fd)
 
     if (*fd < 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0)
         return;
-    high = limit.rlim_cur / 2 > INT_MAX ? INT_MAX : (int)(limit.rlim_cur / 2);
+    /* Not higher: the kernel's fd table grows to the highest fd (1M limits exist). */
+    high = limit.rlim_cur / 2 > HIGH_FDS ? HIGH_FDS : (int)(limit.rlim_cur / 2);
     if (*fd >= high)
         return;
     high = fcntl(*fd, F_DUPFD_CLOEXEC, high);

@@ -172,11 +172,11 @@ def test_pass_netns_without_a_netns_is_a_value_error():
         pyslirp.spawn(["true"], pass_netns=5)
 
 
-def test_what_a_slot_holds_for_long_sits_in_the_upper_half_of_the_fd_range(hygiene, kill_later):
+def test_what_a_slot_holds_for_long_sits_high_in_the_fd_range(hygiene, kill_later):
     """So the fds a spawn makes for a moment stay low, and its child copies only those."""
     child = pyslirp.spawn(SLEEP, log=True)
     kill_later(child)
-    high = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2
+    high = min(resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2, 4096)
     assert child.pidfd >= high
     assert child.fd("log_fd") >= high
     assert sorted(child_fds(child.pid)) == [0, 1, 2]
