@@ -7,7 +7,7 @@ per spawn) on fresh namespaces, side by side, the first round and the first setu
 every batch dropped as warm-up. At N = 1000 it reads the caller's RSS and fds and the
 helpers' PSS. Then it times the teardown of 100 and 1000 networks: ``close()`` in a loop,
 ``close_all``, ``asyncio.gather(*(r.aclose() ...))`` and the floor (SIGTERM to all, then
-reap all). The full run takes about 4 minutes, ``--quick`` about 2.
+reap all). The full run takes about 2 minutes, ``--quick`` about 1.
 """
 
 from __future__ import annotations
