@@ -82,6 +82,7 @@ struct pyslirp_slot {
     int sysctl_fd;    /* the sysctl held for the child's start, or -1 */
     char sysctl_old[16]; /* its value before, written back on restore */
     int extra_pidfds[PYSLIRP_MAX_EXTRA_PIDFDS]; /* processes the child started, or -1 */
+    int ready_state;  /* PYSLIRP_READY_*: what pyslirp_ready found */
     int step;         /* PYSLIRP_STEP_NONE, or the step a failed spawn stopped at */
     int err;          /* errno of that step */
     int refs;         /* the owner's reference and, while it watches, the reaper's */
@@ -111,6 +112,18 @@ int pyslirp_reap(struct pyslirp_slot *slot);
 /* Wait up to timeout_ms (-1: for ever) for the child to exit, then reap it: 1 if it has,
  * 0 if not, -1 with errno (EINTR: a signal came; ECHILD: not this process's child). */
 int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
+/* What pyslirp_ready found. */
+#define PYSLIRP_READY_PENDING 0 /* nothing yet: the timeout passed */
+#define PYSLIRP_READY_OK 1      /* the child wrote a byte to its ready pipe */
+#define PYSLIRP_READY_EXITED 2  /* the child exited (and was reaped) without writing one */
+#define PYSLIRP_READY_CLOSED 3  /* the ready pipe is at EOF and the child not yet reaped */
+/* Wait up to timeout_ms (-1: for ever) for the child's ready byte or its exit; a byte
+ * written just before the exit wins. The first answer other than PENDING is kept (later
+ * calls return it at once), and with it the ready pipe is closed, the held sysctl put
+ * back and a captured stdout (read only for errors before ready) closed. -1 with errno
+ * (EINTR: a signal came; ECHILD: not this process's child; EBADF: no ready pipe). While
+ * it waits, the reaper does not watch the child: this caller reaps a child that died. */
+int pyslirp_ready(struct pyslirp_slot *slot, int timeout_ms);
 /* Send ``sig`` to the child (and its process group, when ``group``) unless it was reaped. */
 int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
 /* Hand a freshly spawned child to the reaper; 0 or an errno (used by pyslirp_spawn). */

@@ -115,6 +115,20 @@ class Child:
         """The pidfds :meth:`track` holds."""
         return [fd for fd in self._slot.extra_pidfds if fd >= 0]
 
+    def ready(self, timeout: float | None = 0.0) -> int:
+        """Whether the child has written its ready byte: ``lib.PYSLIRP_READY_OK``,
+        ``_EXITED`` (reaped without writing one), ``_CLOSED`` (its ready pipe at EOF, the
+        child not yet reaped) or ``_PENDING``, after waiting up to ``timeout`` seconds
+        (None: for ever) with the GIL released; ``_PENDING`` too when a signal came (its
+        handler runs on return). See ``pyslirp_ready`` in ``csrc/spawn.h``."""
+        ms = -1 if timeout is None else math.ceil(max(timeout, 0.0) * 1000)
+        state = int(lib.pyslirp_ready(self._slot, ms))
+        if state < 0:
+            if ffi.errno != errno.EINTR:
+                raise OSError(ffi.errno, os.strerror(ffi.errno))
+            return int(lib.PYSLIRP_READY_PENDING)
+        return state
+
     def restore(self) -> None:
         """Put back the sysctl ``hold_sysctl`` set for the child's start."""
         lib.pyslirp_slot_restore(self._slot)
@@ -283,6 +297,15 @@ def _c_strings(items: Sequence[bytes], keep: list[Any]) -> Any:
     return ffi.new("char *[]", [*strings, ffi.NULL])
 
 
+def _source(target: int, value: FdLike | None) -> int:
+    """The parent fd behind child fd ``target``: -1 for one given later, PYSLIRP_DEVNULL."""
+    if value is None:
+        return -1
+    if value is DEVNULL:
+        return int(lib.PYSLIRP_DEVNULL)
+    return _fileno(f"parent fd for child fd {target}", value)
+
+
 def _child_fd(name: str, value: int | None) -> int:
     if value is None:
         return -1
@@ -330,127 +353,231 @@ def spawn(
 
     Made in C for the child, their parent ends owned by the returned :class:`Child` from
     the moment it exists (see :meth:`Child.fd`): ``ready_fd``, the child fd of a new
-    pipe's write end; ``exit_fd``, the child fd of the read end of this process's owner
-    pipe, whose write end pyslirp holds until the process dies: the child sees EOF there
-    when its owner is gone, however it went; ``log``, stdout (unless
-    captured) and stderr into a memfd; ``capture_stdout``, stdout into a memfd of its own;
-    ``input``, bytes stdin reads from a memfd. ``hold_sysctl`` is (netns, sysctl path,
-    value): set there before the clone, best effort, until :meth:`Child.restore` (or the
-    handle's end) puts the old value back. Pass ``child`` (a new, unspawned
-    :class:`Child`) to own the process through a handle made beforehand.
+    pipe's write end (see :meth:`Child.ready`); ``exit_fd``, the child fd of the read end
+    of this process's owner pipe, whose write end pyslirp holds until the process dies:
+    the child sees EOF there when its owner is gone, however it went; ``log``, stdout
+    (unless captured) and stderr into a memfd; ``capture_stdout``, stdout into a memfd of
+    its own; ``input``, bytes stdin reads from a memfd. ``hold_sysctl`` is (netns, sysctl
+    path, value): set there before the clone, best effort, until :meth:`Child.ready`
+    answers or :meth:`Child.restore` (or the handle's end) puts the old value back. Pass
+    ``child`` (a new, unspawned :class:`Child`) to own the process through a handle made
+    beforehand.
 
     A name without a slash is looked up with :func:`~pyslirp.lookpath.look_path`. Errors
     are :class:`OSError` subclasses with a ``step`` attribute naming the step that failed.
     """
-    if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence) or not argv:
-        raise TypeError(f"argv must be a non-empty sequence of strings, not {argv!r}")
-    args = [_arg_bytes("argv item", a) for a in argv]
-    exe = _arg_bytes("executable", executable if executable is not None else argv[0])
-    envp = None if env is None else [_arg_bytes("env item", f"{k}={v}") for k, v in env.items()]
-    if not isinstance(pdeathsig, int) or not 0 <= pdeathsig < signal.NSIG:
-        raise ValueError(f"pdeathsig must be 0 or a signal number, not {pdeathsig!r}")
-    if umask is not None and (not isinstance(umask, int) or not 0 <= umask <= 0o777):
-        raise ValueError(f"umask must be 0 to 0o777, not {umask!r}")
-    if input is not None and not isinstance(input, bytes):
-        raise TypeError(f"input must be bytes, not {input!r}")
-    made = {"ready_fd": _child_fd("ready_fd", ready_fd), "exit_fd": _child_fd("exit_fd", exit_fd)}
+    return SpawnPlan(
+        argv,
+        executable=executable,
+        fds=fds,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        env=env,
+        setpgid=setpgid,
+        new_netns=new_netns,
+        new_userns=new_userns,
+        pdeathsig=pdeathsig,
+        private_mounts=private_mounts,
+        netns=netns,
+        userns=userns,
+        ready_fd=ready_fd,
+        exit_fd=exit_fd,
+        log=log,
+        capture_stdout=capture_stdout,
+        input=input,
+        umask=umask,
+        hold_sysctl=hold_sysctl,
+    ).spawn(child)
 
-    mapping: dict[int, FdLike] = {}
-    for target, source in (fds or {}).items():
-        if not isinstance(target, int) or isinstance(target, bool) or target < 0:
-            raise ValueError(f"child fd must be a non-negative int, not {target!r}")
-        mapping[target] = source
-    for target, stream in enumerate((stdin, stdout, stderr)):
-        if stream is None:
-            continue
-        if target in mapping:
-            raise ValueError(f"child fd {target} is given twice (fds and a std stream)")
-        mapping[target] = stream
-    claims = [*mapping, *(fd for fd in made.values() if fd >= 0)]
-    claims += [0] if input is not None else []
-    claims += [1] if capture_stdout or log else []
-    claims += [2] if log else []
-    if len(claims) != len(set(claims)):
-        raise ValueError(f"a child fd is given twice: {sorted(claims)}")
 
-    path = exe
-    if b"/" not in exe:
-        found = look_path(os.fsdecode(exe), env)
-        if found is None:
-            error = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fsdecode(exe))
-            raise _with_step(error, lib.PYSLIRP_STEP_EXEC)
-        path = os.fsencode(found)
+class SpawnPlan:
+    """:func:`spawn`'s arguments, checked and turned into C data once, for many children
+    that differ only in some argv items, in the parent fds behind the child fds that
+    ``fds`` maps to None, and in the network namespace of ``hold_sysctl`` (each given to
+    :meth:`spawn`). Takes :func:`spawn`'s arguments but ``child``."""
 
-    if child is None:
-        child = Child([os.fsdecode(a) for a in args])
-    elif child.pid:
-        raise ValueError(f"{child!r} was spawned already")
-    targets = sorted(mapping)
-    sources = [
-        lib.PYSLIRP_DEVNULL
-        if mapping[target] is DEVNULL
-        else _fileno(f"parent fd for child fd {target}", mapping[target])
-        for target in targets
-    ]
-    ns_fds, ns_paths = [], []
-    for name, ns in (("netns", netns), ("userns", userns)):
-        if ns is None or isinstance(ns, int):
-            ns_fds.append(-1 if ns is None else _fileno(name, ns))
-            ns_paths.append(ffi.NULL)
+    def __init__(
+        self,
+        argv: Sequence[StrPath],
+        *,
+        executable: StrPath | None = None,
+        fds: Mapping[int, FdLike | None] | None = None,
+        stdin: FdLike | None = None,
+        stdout: FdLike | None = None,
+        stderr: FdLike | None = None,
+        env: Mapping[str, str] | None = None,
+        setpgid: bool = True,
+        new_netns: bool = False,
+        new_userns: bool = False,
+        pdeathsig: int = 0,
+        private_mounts: bool = False,
+        netns: StrPath | int | None = None,
+        userns: StrPath | int | None = None,
+        ready_fd: int | None = None,
+        exit_fd: int | None = None,
+        log: bool = False,
+        capture_stdout: bool = False,
+        input: bytes | None = None,
+        umask: int | None = None,
+        hold_sysctl: tuple[str, str, str] | None = None,
+    ) -> None:
+        if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence) or not argv:
+            raise TypeError(f"argv must be a non-empty sequence of strings, not {argv!r}")
+        args = [_arg_bytes("argv item", a) for a in argv]
+        exe = _arg_bytes("executable", executable if executable is not None else argv[0])
+        envp = None if env is None else [_arg_bytes("env item", f"{k}={v}") for k, v in env.items()]
+        if not isinstance(pdeathsig, int) or not 0 <= pdeathsig < signal.NSIG:
+            raise ValueError(f"pdeathsig must be 0 or a signal number, not {pdeathsig!r}")
+        if umask is not None and (not isinstance(umask, int) or not 0 <= umask <= 0o777):
+            raise ValueError(f"umask must be 0 to 0o777, not {umask!r}")
+        if input is not None and not isinstance(input, bytes):
+            raise TypeError(f"input must be bytes, not {input!r}")
+        made = {
+            "ready_fd": _child_fd("ready_fd", ready_fd),
+            "exit_fd": _child_fd("exit_fd", exit_fd),
+        }
+
+        mapping: dict[int, FdLike | None] = {}
+        for target, source in (fds or {}).items():
+            if not isinstance(target, int) or isinstance(target, bool) or target < 0:
+                raise ValueError(f"child fd must be a non-negative int, not {target!r}")
+            mapping[target] = source
+        for target, stream in enumerate((stdin, stdout, stderr)):
+            if stream is None:
+                continue
+            if target in mapping:
+                raise ValueError(f"child fd {target} is given twice (fds and a std stream)")
+            mapping[target] = stream
+        claims = [*mapping, *(fd for fd in made.values() if fd >= 0)]
+        claims += [0] if input is not None else []
+        claims += [1] if capture_stdout or log else []
+        claims += [2] if log else []
+        if len(claims) != len(set(claims)):
+            raise ValueError(f"a child fd is given twice: {sorted(claims)}")
+
+        path = exe
+        if b"/" not in exe:
+            found = look_path(os.fsdecode(exe), env)
+            if found is None:
+                error = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fsdecode(exe))
+                raise _with_step(error, lib.PYSLIRP_STEP_EXEC)
+            path = os.fsencode(found)
+
+        targets = sorted(mapping)
+        # Child fds mapped to None get their parent fd from each spawn() call.
+        self._later = {target: i for i, target in enumerate(targets) if mapping[target] is None}
+        sources = [_source(target, mapping[target]) for target in targets]
+        ns_fds, ns_paths = [], []
+        for name, ns in (("netns", netns), ("userns", userns)):
+            if ns is None or isinstance(ns, int):
+                ns_fds.append(-1 if ns is None else _fileno(name, ns))
+                ns_paths.append(ffi.NULL)
+            else:
+                ns_fds.append(-1)  # opened by the spawn call: nothing of ours to leak here
+                ns_paths.append(ffi.new("char[]", _arg_bytes(name, ns)))
+        if hold_sysctl is not None:
+            sysctl = [ffi.new("char[]", _arg_bytes("sysctl", item)) for item in hold_sysctl]
         else:
-            ns_fds.append(-1)  # opened by the spawn call: nothing of ours to leak here
-            ns_paths.append(ffi.new("char[]", _arg_bytes(name, ns)))
-    if hold_sysctl is not None:
-        sysctl = [ffi.new("char[]", _arg_bytes("sysctl", item)) for item in hold_sysctl]
-    else:
-        sysctl = [ffi.NULL] * 3
+            sysctl = [ffi.NULL] * 3
 
-    # cdata arrays are freed with their Python objects: hold them all until the call.
-    keep: list[Any] = []
-    c_path = ffi.new("char[]", path)
-    c_argv = _c_strings(args, keep)
-    c_envp = ffi.NULL if envp is None else _c_strings(envp, keep)
-    c_input = ffi.new("char[]", input) if input is not None else ffi.NULL
-    fd_src = ffi.new("int[]", sources)
-    fd_dst = ffi.new("int[]", targets)
-    c_args = ffi.new(
-        "struct pyslirp_spawn_args *",
-        {
-            "path": c_path,
-            "argv": c_argv,
-            "envp": c_envp,
-            "fd_src": fd_src,
-            "fd_dst": fd_dst,
-            "nfds": len(targets),
-            "ready_fd": made["ready_fd"],
-            "exit_fd": made["exit_fd"],
-            "log_fds": (0 if not log else 2 if capture_stdout else 3),
-            "capture_stdout": bool(capture_stdout),
-            "stdin_data": c_input,
-            "stdin_len": len(input) if input is not None else 0,
-            "setpgid": bool(setpgid),
-            "new_namespaces": (lib.CLONE_NEWUSER if new_userns else 0)
-            | (lib.CLONE_NEWNET if new_netns else 0),
-            "pdeathsig": pdeathsig,
-            "private_mounts": bool(private_mounts),
-            "umask": -1 if umask is None else umask,
-            "netns_fd": ns_fds[0],
-            "userns_fd": ns_fds[1],
-            "netns_path": ns_paths[0],
-            "userns_path": ns_paths[1],
-            "sysctl_netns": sysctl[0],
-            "sysctl_path": sysctl[1],
-            "sysctl_value": sysctl[2],
-        },
-    )
-    slot = child._slot
-    if pdeathsig:
-        status = _SPAWNER.call(lambda: lib.pyslirp_spawn(c_args, slot))
-    else:
-        status = lib.pyslirp_spawn(c_args, slot)
-    if status != 0:
-        raise _spawn_error(slot.step, slot.err, path, netns, userns)
-    return child
+        # cdata arrays are freed with their Python objects: the plan holds them all.
+        keep: list[Any] = [*ns_paths, *sysctl]
+        self.args = args
+        self._path = path
+        self._netns, self._userns = netns, userns
+        self._pdeathsig = pdeathsig
+        self._argv_items = [ffi.new("char[]", item) for item in args]
+        self._fd_src = sources
+        c_path = ffi.new("char[]", path)
+        c_envp = ffi.NULL if envp is None else _c_strings(envp, keep)
+        c_input = ffi.new("char[]", input) if input is not None else ffi.NULL
+        fd_src = ffi.new("int[]", sources)
+        fd_dst = ffi.new("int[]", targets)
+        c_argv = ffi.new("char *[]", [*self._argv_items, ffi.NULL])
+        keep += [c_path, c_envp, c_input, fd_src, fd_dst, c_argv]
+        self._keep = keep
+        self._c_args = ffi.new(
+            "struct pyslirp_spawn_args *",
+            {
+                "path": c_path,
+                "argv": c_argv,
+                "envp": c_envp,
+                "fd_src": fd_src,
+                "fd_dst": fd_dst,
+                "nfds": len(targets),
+                "ready_fd": made["ready_fd"],
+                "exit_fd": made["exit_fd"],
+                "log_fds": (0 if not log else 2 if capture_stdout else 3),
+                "capture_stdout": bool(capture_stdout),
+                "stdin_data": c_input,
+                "stdin_len": len(input) if input is not None else 0,
+                "setpgid": bool(setpgid),
+                "new_namespaces": (lib.CLONE_NEWUSER if new_userns else 0)
+                | (lib.CLONE_NEWNET if new_netns else 0),
+                "pdeathsig": pdeathsig,
+                "private_mounts": bool(private_mounts),
+                "umask": -1 if umask is None else umask,
+                "netns_fd": ns_fds[0],
+                "userns_fd": ns_fds[1],
+                "netns_path": ns_paths[0],
+                "userns_path": ns_paths[1],
+                "sysctl_netns": sysctl[0],
+                "sysctl_path": sysctl[1],
+                "sysctl_value": sysctl[2],
+            },
+        )
+
+    def spawn(
+        self,
+        child: Child | None = None,
+        *,
+        argv: Mapping[int, StrPath] | None = None,
+        fds: Mapping[int, FdLike] | None = None,
+        sysctl_netns: StrPath | None = None,
+    ) -> Child:
+        """Start one child (into ``child``, a new, unspawned :class:`Child`, if given),
+        with ``argv``'s items (index: value) and ``fds``'s parent fds (for the child fds
+        the plan left to None) in place, and ``hold_sysctl`` in ``sysctl_netns``."""
+        if child is None:
+            child = Child([os.fsdecode(a) for a in self.args])
+        elif child.pid:
+            raise ValueError(f"{child!r} was spawned already")
+        c_args = self._c_args
+        keep: list[Any] = []
+        if argv or fds or sysctl_netns is not None or self._later:
+            c_args = ffi.new("struct pyslirp_spawn_args *", c_args[0])
+            if argv:
+                items = self._argv_items.copy()
+                for index, value in argv.items():
+                    items[index] = ffi.new("char[]", _arg_bytes("argv item", value))
+                keep.append(items)
+                c_args.argv = argv_c = ffi.new("char *[]", [*items, ffi.NULL])
+                keep.append(argv_c)
+            if fds or self._later:
+                given = fds or {}
+                if set(given) != set(self._later):
+                    raise ValueError(f"fds must give child fds {sorted(self._later)}, not {fds!r}")
+                sources = self._fd_src.copy()
+                for target, source in given.items():
+                    sources[self._later[target]] = _fileno(
+                        f"parent fd for child fd {target}", source
+                    )
+                c_args.fd_src = fd_src = ffi.new("int[]", sources)
+                keep.append(fd_src)
+            if sysctl_netns is not None:
+                c_args.sysctl_netns = netns_c = ffi.new(
+                    "char[]", _arg_bytes("sysctl", sysctl_netns)
+                )
+                keep.append(netns_c)
+        slot = child._slot
+        if self._pdeathsig:
+            status = _SPAWNER.call(lambda: lib.pyslirp_spawn(c_args, slot))
+        else:
+            status = lib.pyslirp_spawn(c_args, slot)
+        if status != 0:
+            raise _spawn_error(slot.step, slot.err, self._path, self._netns, self._userns)
+        return child
 
 
 def _spawn_error(step: int, err: int, exe: bytes, netns: object, userns: object) -> OSError:
