@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -145,7 +146,8 @@ def build_floor() -> Path:
 class Bench:
     """Runs the rounds and keeps every sample."""
 
-    def __init__(self, plan: Plan, tmp_dir: str, prefix: str) -> None:
+    def __init__(self, plan: Plan, tmp_dir: str, prefix: str, cases: list[Case]) -> None:
+        self.cases = cases
         self.plan = plan
         self.tmp_dir = tmp_dir
         self.prefix = prefix
@@ -265,7 +267,7 @@ class Bench:
         return time.perf_counter_ns() - t0
 
     def round(self, number: int) -> None:
-        order = list(CASES)
+        order = list(self.cases)
         random.Random(number).shuffle(order)
         for case in order:
             for attempt in (1, 2):
@@ -358,12 +360,12 @@ def _git_head() -> str:
 
 def report(bench: Bench, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The table, the goals, and everything as JSON."""
-    summaries = {case.name: Summary.of(bench.samples[case.name]) for case in CASES}
+    summaries = {case.name: Summary.of(bench.samples[case.name]) for case in bench.cases}
     cpus = os.cpu_count() or 1
-    floor_rate = 1e3 / summaries[SCALE_FLOOR].median
+    floor_rate = 1e3 / summaries[SCALE_FLOOR].median if SCALE_FLOOR in summaries else 0.0
     rows = []
     scale_info = {}
-    for case in CASES:
+    for case in bench.cases:
         s = summaries[case.name]
         ratio = s.median / summaries[case.floor].median if case.floor else None
         note = ""
@@ -384,7 +386,7 @@ def report(bench: Bench, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             info["importtime_ms"] = importtime_ms(bench.plan.startup * 4)
             note = f"-X importtime: pyslirp {info['importtime_ms']:.1f} ms cumulative"
         rows.append(Row(case.name, s, ratio, case.floor, note))
-    goals = _goals(summaries, scale_info, floor_rate * cpus)
+    goals = _goals(summaries, scale_info, floor_rate * cpus) if bench.cases == CASES else []
     text = table(rows) + "\n\nGoals (issues 7 and 12, ratios from this run):\n" + "\n".join(goals)
     data = {
         "machine": info,
@@ -394,7 +396,7 @@ def report(bench: Bench, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                 "summary_ms": vars(summaries[case.name]),
                 "floor": case.floor,
             }
-            for case in CASES
+            for case in bench.cases
         },
         "scale": scale_info,
         "goals": goals,
@@ -454,10 +456,22 @@ def _goals(s: dict[str, Summary], scale: dict[str, Any], goal_rate: float) -> li
     return lines
 
 
+def select(pattern: str | None) -> list[Case]:
+    """The cases whose name matches ``pattern`` (all without one), with their floors."""
+    if pattern is None:
+        return CASES
+    chosen = {case.name for case in CASES if re.search(pattern, case.name)}
+    chosen |= {case.floor for case in CASES if case.name in chosen and case.floor}
+    return [case for case in CASES if case.name in chosen]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds: under 2 minutes")
     parser.add_argument("--json", metavar="FILE", help="write every sample and the summary")
+    parser.add_argument(
+        "--only", metavar="REGEX", help="run the cases whose name matches (and their floors)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run.py needs root: it makes network namespaces and mount namespaces")
@@ -466,7 +480,7 @@ def main() -> None:
     floor_bin = build_floor()
     prefix = f"pyslirp-bench-{os.getpid()}-"
     tmp_dir = tempfile.mkdtemp(prefix="pyslirp-bench-tmp-")
-    bench = Bench(plan, tmp_dir, prefix)
+    bench = Bench(plan, tmp_dir, prefix, select(args.only))
     try:
         bench.start(floor_bin)
         info = machine(bench)

@@ -213,7 +213,7 @@ class SetupOptions:
         object.__setattr__(self, "ports", _check_ports(self.ports))
         object.__setattr__(self, "extra_options", check_strings(self.extra_options))
         for name in ("slirp4netns_exit_pipe_r", "rootless_port_exit_pipe_r"):
-            _check_fd(name, getattr(self, name))
+            check_fd(name, getattr(self, name))
         check_pdeathsig(self.pdeathsig)
         check_ready_timeout(self.ready_timeout)
         network = parse_options(self.config.network_cmd_options, self.extra_options)
@@ -273,7 +273,7 @@ def _sequence_of(
     return checked
 
 
-def _check_fd(name: str, value: object) -> None:
+def check_fd(name: str, value: object) -> None:
     if value is None:
         return
     fd = value if isinstance(value, int) else getattr(value, "fileno", None)
