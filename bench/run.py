@@ -26,7 +26,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import nsutil
-from cases import CASES, IMPORT_FLOOR, PASTA_FLOOR, RSS_MIB, RUN_TRUE, SCALE_FLOOR, Case
+from cases import (
+    CASES,
+    IMPORT_FLOOR,
+    PASTA_FLOOR,
+    PORTS_FLOOR,
+    RSS_MIB,
+    RUN_TRUE,
+    SCALE_FLOOR,
+    Case,
+)
 from stats import Row, Summary, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -182,6 +191,7 @@ class Bench:
         self.procs: dict[str, Worker | Floor] = {}
         self.samples: dict[str, list[int]] = defaultdict(list)
         self.scale: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.cpu: dict[str, list[int]] = defaultdict(list)  # CPU ns per setup, by case
         self._counter = 0
 
     def start(self, floor_bin: Path) -> None:
@@ -239,6 +249,7 @@ class Bench:
             self.samples[case.name].extend(reply["ns"])  # no warm-up inside: round 0 is
             return
         self.samples[case.name].extend(reply["ns"][1:])  # the first of a batch is warm-up
+        self.cpu[case.name].extend(reply.get("cpu_ns", [])[1:])
 
     def _floor_command(self, case: Case, batch: dict[str, Any], paths: list[str]) -> str:
         return ("-F " if case.params.get("flush") else "") + self._floor_words(case, batch, paths)
@@ -308,6 +319,7 @@ class Bench:
         """Forget everything measured so far (the warm-up round)."""
         self.samples.clear()
         self.scale.clear()
+        self.cpu.clear()
 
 
 def importtime_ms(runs: int) -> float:
@@ -382,11 +394,18 @@ def report(bench: Bench, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                 scale_info[case.name]["rss_kib_per_net"] = growth
                 floor_rate_n = scale_info[case.floor]["setups_per_s"]
                 note += f", {rate / floor_rate_n:.2f}x floor's; RSS {growth:+.0f} KiB/net"
+        if bench.cpu[case.name]:
+            cpu_us = statistics.median(bench.cpu[case.name]) / 1e3
+            info.setdefault("cpu_us_per_setup", {})[case.name] = cpu_us
+            note = f"CPU {cpu_us:.0f} us/setup (process, every thread)"
         if case.name == "python -c 'import pyslirp'":
             info["importtime_ms"] = importtime_ms(bench.plan.startup * 4)
             note = f"-X importtime: pyslirp {info['importtime_ms']:.1f} ms cumulative"
         rows.append(Row(case.name, s, ratio, case.floor, note))
-    goals = _goals(summaries, scale_info, floor_rate * cpus) if bench.cases == CASES else []
+    goals = []
+    if bench.cases == CASES:
+        goals = _goals(summaries, scale_info, floor_rate * cpus)
+        goals += ["", "Issue 14:", *_goals_14(summaries, scale_info, info["cpu_us_per_setup"])]
     text = table(rows) + "\n\nGoals (issues 7 and 12, ratios from this run):\n" + "\n".join(goals)
     data = {
         "machine": info,
@@ -405,10 +424,7 @@ def report(bench: Bench, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def _goals(s: dict[str, Summary], scale: dict[str, Any], goal_rate: float) -> list[str]:
-    def check(label: str, value: float, limit: float, at_most: bool = True) -> str:
-        met = value <= limit if at_most else value >= limit
-        sign = "<=" if at_most else ">="
-        return f"  [{'met' if met else 'MISSED'}] {label}: {value:.2f} (goal {sign} {limit:.2f})"
+    check = _check
 
     def ratio(name: str, floor: str, limit: float) -> str:
         return check(f"{name} / {floor}", s[name].median / s[floor].median, limit)
@@ -454,6 +470,35 @@ def _goals(s: dict[str, Summary], scale: dict[str, Any], goal_rate: float) -> li
     lines.append(check(f"import pyslirp, ms over {IMPORT_FLOOR} (issue 12)", import_ms, 10.0))
     lines.append(ratio(RUN_TRUE, IMPORT_FLOOR, 1.6) + " (issue 12)")
     return lines
+
+
+def _goals_14(s: dict[str, Summary], scale: dict[str, Any], cpu: dict[str, float]) -> list[str]:
+    """Issue 14's goals: ratios to the buffered floors, and CPU per setup."""
+    lines = []
+    for at in (" @30MB", " @2GB"):
+        for name, floor, limit in (
+            (f"pyslirp.spawn{at}", f"spawn floor{at}", 1.05),
+            (f"setup() v4{at}", f"setup v4 floor{at}", 1.05),
+            (f"plan.setup() v4{at}", f"setup v4 floor{at}", 1.03),
+            (f"setup() failure noticed{at}", f"failure noticed floor{at}", 1.10),
+            (f"setup() v6 usable{at}", f"setup v6 usable floor{at}", 1.08),
+        ):
+            value = s[name].median / s[floor].median
+            lines.append(_check(f"{name} / {floor}", value, limit))
+    rate = scale["scale 64 at once @30MB"]["setups_per_s"]
+    floor_rate = scale["scale 64 at once floor @30MB"]["setups_per_s"]
+    lines.append(_check("64 at once, setups/s / the floor's", rate / floor_rate, 0.95, False))
+    lines.append(_check("CPU per setup() v4 @30MB, us", cpu["setup() v4 @30MB"], 100))
+    lines.append(_check("CPU per plan.setup() v4 @30MB, us", cpu["plan.setup() v4 @30MB"], 100))
+    ports = s["setup() v4+rootlessport @30MB"].median / s[PORTS_FLOOR].median
+    lines.append(_check("setup() v4+rootlessport / its floor", ports, 1.05))
+    return lines
+
+
+def _check(label: str, value: float, limit: float, at_most: bool = True) -> str:
+    met = value <= limit if at_most else value >= limit
+    sign = "<=" if at_most else ">="
+    return f"  [{'met' if met else 'MISSED'}] {label}: {value:.2f} (goal {sign} {limit:.2f})"
 
 
 def select(pattern: str | None) -> list[Case]:

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -311,6 +312,23 @@ static void hold_sysctl(const struct pyslirp_spawn_args *a, struct pyslirp_slot 
     slot->sysctl_fd = fd;
 }
 
+/* 0 if ``fd`` is open and not hung up (see check_exit_fd), else the errno to report. */
+static int check_exit_pipe(const struct pyslirp_spawn_args *a)
+{
+    struct pollfd pfd = {.fd = -1, .events = POLLIN};
+
+    for (int i = 0; i < a->nfds; i++)
+        if (a->fd_dst[i] == a->check_exit_fd)
+            pfd.fd = a->fd_src[i];
+    if (pfd.fd < 0)
+        return EBADF;
+    if (poll(&pfd, 1, 0) < 0)
+        return errno;
+    if (pfd.revents & POLLNVAL)
+        return EBADF;
+    return pfd.revents & POLLHUP ? EPIPE : 0;
+}
+
 /* Insert (src -> dst) into the mapping kept sorted by dst; -1 if dst is taken. */
 static int map_fd(int *src, int *dst, int *n, int from, int to)
 {
@@ -348,6 +366,8 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     slot->err = 0;
     if (slot->pid != 0)
         return fail_parent(slot, PYSLIRP_STEP_CLONE, EBUSY);
+    if (args->check_exit_fd >= 0 && (err = check_exit_pipe(args)) != 0)
+        return fail_parent(slot, PYSLIRP_STEP_EXIT_PIPE, err);
     /* What must exist for the child to be owned is made before it exists. */
     if ((err = pyslirp_reaper_start()) != 0)
         return fail_parent(slot, PYSLIRP_STEP_REAPER, err);

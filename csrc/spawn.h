@@ -31,6 +31,7 @@
 #define PYSLIRP_STEP_REAPER 15
 #define PYSLIRP_STEP_STACK 16
 #define PYSLIRP_STEP_MEMFD 17
+#define PYSLIRP_STEP_EXIT_PIPE 18
 
 /* Child fd numbers are at most this; the slot holds at most this many extra pidfds. */
 #define PYSLIRP_MAX_EXTRA_PIDFDS 4
@@ -44,6 +45,10 @@ struct pyslirp_spawn_args {
     int nfds;
     int ready_fd;             /* child fd of a new ready pipe's write end, or -1 */
     int exit_fd;              /* child fd of the owner pipe's read end (see spawn.c), or -1 */
+    /* A child fd of fd_dst whose parent fd must be a pipe's read end with its write end
+     * open (the caller's exit pipe), or -1: else step EXIT_PIPE, EBADF (not open) or
+     * EPIPE (the write end is closed: the child would exit at once). */
+    int check_exit_fd;
     int log_fds;              /* bit 0: stdout, bit 1: stderr go to a new log memfd */
     int capture_stdout;       /* stdout goes to a new memfd of its own (slot->out_fd) */
     const char *stdin_data;   /* stdin reads these bytes from a memfd, or NULL */

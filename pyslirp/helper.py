@@ -26,7 +26,8 @@ from typing import Any
 
 from ._spawn import lib
 from .errors import ReadyTimeout, StartError
-from .process import Child, SpawnPlan
+from .exitpipe import exit_pipe_error
+from .process import STEPS, Child, SpawnPlan
 from .steps import Steps, Wait, drive
 
 PRIVATE_DIR_PREFIX = "pyslirp-"
@@ -37,6 +38,7 @@ MESSAGE_LINES = 8  # lines of that log an error message quotes, at most
 MESSAGE_CHARS = 2000
 READY, CLOSED = lib.PYSLIRP_READY_OK, lib.PYSLIRP_READY_CLOSED
 PENDING = lib.PYSLIRP_READY_PENDING
+EXIT_PIPE = STEPS[lib.PYSLIRP_STEP_EXIT_PIPE]
 EXIT_GRACE = 0.1  # seconds a helper that closed its ready fd gets to exit
 KILL_WAIT = 1.0  # seconds a finalizer waits for a helper it SIGKILLed
 
@@ -103,6 +105,8 @@ class Helper:
         try:
             plan.spawn(self.child, **kwargs)
         except OSError as exc:
+            if exc.errno in (errno.EBADF, errno.EPIPE) and getattr(exc, "step", "") == EXIT_PIPE:
+                raise exit_pipe_error(self.name, exc.filename, exc.errno) from None
             raise start_error(f"cannot start {plan.args[0].decode(errors='replace')}", exc) from exc
 
     def log(self) -> str:

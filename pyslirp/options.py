@@ -218,6 +218,22 @@ class SetupOptions:
         check_ready_timeout(self.ready_timeout)
         network = parse_options(self.config.network_cmd_options, self.extra_options)
         object.__setattr__(self, "_network", network)
+        # What a SetupPlan depends on (see pyslirp.slirp4netns): made once, here.
+        plan_key = (
+            self.config,
+            self.extra_options,
+            self.ports,
+            self.pdeathsig,
+            self.userns_path,
+            self.slirp4netns_exit_pipe_r is None,
+        )
+        object.__setattr__(self, "_plan_key", plan_key)
+
+    @property
+    def plan_key(self) -> tuple[object, ...]:
+        """The values a :class:`~pyslirp.SetupPlan` made from these options depends on."""
+        key: tuple[object, ...] = self.__dict__["_plan_key"]
+        return key
 
     @property
     def network(self) -> NetworkOptions:

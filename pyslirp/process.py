@@ -36,7 +36,7 @@ StrPath: TypeAlias = "str | bytes | os.PathLike[str] | os.PathLike[bytes]"
 FdLike: TypeAlias = "int | HasFileno"
 T = TypeVar("T")
 
-_STEPS = {
+STEPS = {
     lib.PYSLIRP_STEP_SIGNALS: "reset signal handlers",
     lib.PYSLIRP_STEP_SETPGID: "setpgid",
     lib.PYSLIRP_STEP_NEW_NAMESPACES: "unshare(new namespaces)",
@@ -54,6 +54,7 @@ _STEPS = {
     lib.PYSLIRP_STEP_REAPER: "start the reaper",
     lib.PYSLIRP_STEP_STACK: "map the child's stack",
     lib.PYSLIRP_STEP_MEMFD: "make memfds",
+    lib.PYSLIRP_STEP_EXIT_PIPE: "check the exit pipe",
 }
 
 
@@ -395,7 +396,10 @@ class SpawnPlan:
     """:func:`spawn`'s arguments, checked and turned into C data once, for many children
     that differ only in some argv items, in the parent fds behind the child fds that
     ``fds`` maps to None, and in the network namespace of ``hold_sysctl`` (each given to
-    :meth:`spawn`). Takes :func:`spawn`'s arguments but ``child``."""
+    :meth:`spawn`). Takes :func:`spawn`'s arguments but ``child``, and
+    ``check_exit_fd``: a child fd of ``fds`` whose parent fd the spawn call checks first
+    is an exit pipe a child can use (open, its write end not closed; else an OSError
+    with ``step`` "check the exit pipe" and ``filename`` that parent fd)."""
 
     def __init__(
         self,
@@ -421,6 +425,7 @@ class SpawnPlan:
         input: bytes | None = None,
         umask: int | None = None,
         hold_sysctl: tuple[str, str, str] | None = None,
+        check_exit_fd: int | None = None,
     ) -> None:
         if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence) or not argv:
             raise TypeError(f"argv must be a non-empty sequence of strings, not {argv!r}")
@@ -489,6 +494,8 @@ class SpawnPlan:
         self._pdeathsig = pdeathsig
         self._argv_items = [ffi.new("char[]", item) for item in args]
         self._fd_src = sources
+        self._check_exit_fd = check_exit_fd
+        self._targets = targets
         c_path = ffi.new("char[]", path)
         c_envp = ffi.NULL if envp is None else _c_strings(envp, keep)
         c_input = ffi.new("char[]", input) if input is not None else ffi.NULL
@@ -508,6 +515,7 @@ class SpawnPlan:
                 "nfds": len(targets),
                 "ready_fd": made["ready_fd"],
                 "exit_fd": made["exit_fd"],
+                "check_exit_fd": _child_fd("check_exit_fd", check_exit_fd),
                 "log_fds": (0 if not log else 2 if capture_stdout else 3),
                 "capture_stdout": bool(capture_stdout),
                 "stdin_data": c_input,
@@ -576,16 +584,25 @@ class SpawnPlan:
         else:
             status = lib.pyslirp_spawn(c_args, slot)
         if status != 0:
-            raise _spawn_error(slot.step, slot.err, self._path, self._netns, self._userns)
+            raise self._error(slot.step, slot.err, fds)
         return child
 
+    def _error(self, step: int, err: int, fds: Mapping[int, FdLike] | None) -> OSError:
+        """The OSError for a spawn that failed at ``step`` with ``err``."""
+        exit_fd = self._check_exit_fd
+        if step == lib.PYSLIRP_STEP_EXIT_PIPE and exit_fd is not None:
+            given = (fds or {}).get(exit_fd)
+            source = self._fd_src[self._targets.index(exit_fd)] if given is None else given
+            return _spawn_error(step, err, _fileno("exit pipe", source))
+        filename = {
+            lib.PYSLIRP_STEP_EXEC: os.fsdecode(self._path),
+            lib.PYSLIRP_STEP_SETNS_NET: self._netns,
+            lib.PYSLIRP_STEP_SETNS_USER: self._userns,
+        }.get(step)
+        return _spawn_error(step, err, filename)
 
-def _spawn_error(step: int, err: int, exe: bytes, netns: object, userns: object) -> OSError:
-    filename: object = {
-        lib.PYSLIRP_STEP_EXEC: os.fsdecode(exe),
-        lib.PYSLIRP_STEP_SETNS_NET: netns,
-        lib.PYSLIRP_STEP_SETNS_USER: userns,
-    }.get(step)
+
+def _spawn_error(step: int, err: int, filename: object) -> OSError:
     if isinstance(filename, (bytes, os.PathLike)):
         filename = os.fsdecode(filename)
     error = (
@@ -597,7 +614,7 @@ def _spawn_error(step: int, err: int, exe: bytes, netns: object, userns: object)
 
 
 def _with_step(error: OSError, step: int) -> OSError:
-    step_name = _STEPS.get(step, f"step {step}")
+    step_name = STEPS.get(step, f"step {step}")
     setattr(error, "step", step_name)  # noqa: B010 - OSError subclasses have no such slot
     error.add_note(f"pyslirp.spawn failed at: {step_name}")
     return error

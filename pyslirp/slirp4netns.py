@@ -180,7 +180,12 @@ def setup(opts: SetupOptions) -> SetupResult:
     or changed sysctl. What does not change from one network to the next is worked out
     once (see :class:`SetupPlan`).
     """
-    return _plan(opts)._setup(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
+    plan = _kept_plan(opts)
+    try:
+        return plan._setup(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
+    except _StalePlan:
+        pass  # its binary moved: once more, with a new plan
+    return _new_plan(opts)._setup(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
 
 
 def setup_steps(opts: SetupOptions) -> Steps[SetupResult]:
@@ -190,7 +195,17 @@ def setup_steps(opts: SetupOptions) -> Steps[SetupResult]:
     thrown in at a wait: a cancellation), it is closed at once (SIGKILL) and the error
     goes on.
     """
-    return _plan(opts)._steps(opts)
+    plan = _kept_plan(opts)
+    try:
+        return (yield from plan._steps(opts))
+    except _StalePlan:
+        pass  # its binary moved: once more, with a new plan
+    return (yield from _new_plan(opts)._steps(opts))
+
+
+class _StalePlan(Exception):
+    """A kept plan's binary or search path changed (seen after a spawn, or when the
+    spawn failed): the setup was undone, to be made again with a new plan."""
 
 
 class SetupPlan:
@@ -209,6 +224,8 @@ class SetupPlan:
     def __init__(self, opts: SetupOptions) -> None:
         config, network = opts.config, opts.network
         self._opts = opts
+        self._kept = False  # True: setup() keeps it, and checks it is current each time
+        self.euid = os.geteuid()
         self.subnet = network.cidr or DEFAULT_SUBNET
         self.ipv6 = network.enable_ipv6
         self._env = _binary_env()
@@ -249,6 +266,7 @@ class SetupPlan:
             self._spawn = SpawnPlan(
                 argv,
                 fds={EXIT_FD: None} if self._caller_exit else None,  # given per setup
+                check_exit_fd=EXIT_FD if self._caller_exit else None,
                 ready_fd=READY_FD,
                 exit_fd=None if self._caller_exit else EXIT_FD,
                 stdin=DEVNULL,
@@ -306,6 +324,8 @@ class SetupPlan:
         deadline = time.monotonic() + opts.ready_timeout
         result = self._start(opts, netns, exit_r)
         try:
+            if self._kept and not self.current():  # checked while slirp4netns starts
+                raise _StalePlan
             result.slirp4netns.wait_ready(deadline)
             if opts.ports:
                 drive(self._publish_steps(result, opts, deadline))
@@ -318,6 +338,8 @@ class SetupPlan:
         deadline = time.monotonic() + opts.ready_timeout
         result = self._start(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
         try:
+            if self._kept and not self.current():  # checked while slirp4netns starts
+                raise _StalePlan
             yield from result.slirp4netns.ready_steps(deadline)
             yield from self._publish_steps(result, opts, deadline)
         except BaseException:
@@ -337,8 +359,6 @@ class SetupPlan:
         if self._api:
             api_socket = _api_socket_path(opts.config.tmp_dir, opts.container_id)
             _check_api_socket(api_socket)
-        if exit_r is not None:
-            check_exit_pipe(BINARY_NAME, exit_r)
         if opts.rootless_port_exit_pipe_r is not None:
             check_exit_pipe("rootlessport", opts.rootless_port_exit_pipe_r)
         result = SetupResult(
@@ -356,8 +376,10 @@ class SetupPlan:
                 fds={EXIT_FD: fd_of(exit_r)} if exit_r is not None else None,
                 sysctl_netns=netns if self.ipv6 else None,
             )
-        except BaseException:
+        except BaseException as exc:
             result.close(timeout=0)
+            if isinstance(exc, StartError) and self._kept and not self.current():
+                raise _StalePlan from exc
             raise
         return result
 
@@ -382,23 +404,21 @@ _PLANS_KEPT = 64
 _plans: dict[tuple[object, ...], SetupPlan] = {}
 
 
-def _plan(opts: SetupOptions) -> SetupPlan:
-    """A plan for ``opts``: the one kept from an earlier setup alike, if still current."""
-    key = (
-        opts.config,
-        opts.extra_options,
-        opts.ports,
-        opts.pdeathsig,
-        opts.userns_path,
-        opts.slirp4netns_exit_pipe_r is None,
-        os.geteuid(),
-    )
-    plan = _plans.get(key)
-    if plan is None or not plan.current():
-        plan = SetupPlan(opts)
-        if len(_plans) >= _PLANS_KEPT:
-            _plans.pop(next(iter(_plans)), None)  # the oldest
-        _plans[key] = plan
+def _kept_plan(opts: SetupOptions) -> SetupPlan:
+    """The plan kept from an earlier setup alike, else a new one. Whether it is still
+    current is checked after the spawn, while slirp4netns starts (see :func:`setup`)."""
+    plan = _plans.get(opts.plan_key)
+    if plan is None or plan.euid != os.geteuid():
+        plan = _new_plan(opts)
+    return plan
+
+
+def _new_plan(opts: SetupOptions) -> SetupPlan:
+    plan = SetupPlan(opts)
+    plan._kept = True
+    if len(_plans) >= _PLANS_KEPT:
+        _plans.pop(next(iter(_plans)), None)  # the oldest
+    _plans[opts.plan_key] = plan
     return plan
 
 
