@@ -86,6 +86,7 @@ ffibuilder.cdef(
     void pyslirp_slot_drop(struct pyslirp_slot *slot);
     void pyslirp_slot_restore(struct pyslirp_slot *slot);
     void pyslirp_slot_close(struct pyslirp_slot *slot, int *fd);
+    void pyslirp_slot_release(struct pyslirp_slot *slot);
     int pyslirp_slot_add_pidfd(struct pyslirp_slot *slot, int pid);
     int pyslirp_slot_lock(struct pyslirp_slot *slot, const char *path);
     int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot);
@@ -94,6 +95,7 @@ ffibuilder.cdef(
     int pyslirp_ready(struct pyslirp_slot *slot, int timeout_ms);
     int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
     int pyslirp_reaper_start(void);
+    int pyslirp_adopts_orphans(void);
     int pyslirp_remove_tree(const char *path);
     int pyslirp_socket_in_netns(const char *netns, int domain, int type, int protocol);
 

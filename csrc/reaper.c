@@ -335,6 +335,18 @@ void pyslirp_slot_close(struct pyslirp_slot *s, int *fd)
     pthread_mutex_unlock(&lock);
 }
 
+void pyslirp_slot_release(struct pyslirp_slot *s)
+{
+    pthread_mutex_lock(&lock);
+    close_owned_fds(s);
+    if (s->exited && s->owner == getpid()) {
+        if (s->watched)
+            unwatch_locked(s);
+        close_fd(&s->pidfd);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
 int pyslirp_slot_add_pidfd(struct pyslirp_slot *s, pid_t pid)
 {
     int result = -1;

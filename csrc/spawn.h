@@ -103,6 +103,9 @@ void pyslirp_slot_restore(struct pyslirp_slot *slot);
 /* Close one of the slot's fds (by its address in the slot) and mark it -1; the pidfd
  * only once the child has been reaped. */
 void pyslirp_slot_close(struct pyslirp_slot *slot, int *fd);
+/* Close every fd of the slot (put the held sysctl back first); the pidfd only once the
+ * child has been reaped. */
+void pyslirp_slot_release(struct pyslirp_slot *slot);
 /* Open ``pid``'s pidfd into the first free extra slot; -1 with errno on failure. */
 int pyslirp_slot_add_pidfd(struct pyslirp_slot *slot, pid_t pid);
 /* Open (creating) and flock ``path`` exclusively without blocking into slot->lock_fd.
@@ -141,6 +144,9 @@ int pyslirp_socket_in_netns(const char *netns, int domain, int type, int protoco
 
 /* Remove the directory tree at ``path`` (a missing one too); 0 or the first errno. */
 int pyslirp_remove_tree(const char *path);
+
+/* 1 if orphans are re-parented to this process (it is PID 1 or a child subreaper). */
+int pyslirp_adopts_orphans(void);
 
 /* In a forked child: close this process's copy of the owner pipe (see spawn.c). */
 void pyslirp_forget_owner_pipe(void);

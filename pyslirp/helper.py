@@ -206,8 +206,12 @@ class Helper:
             return
         self._closing = True  # interrupted from here on, __del__ finishes the job quietly
         try:
-            if self.child.owned_here and self.child.pid:
-                yield from self._stop_steps(timeout)
+            child = self.child
+            if child.owned_here and child.pid:
+                if child.returncode is None or child.tracked_pidfds():
+                    yield from self._stop_steps(timeout)
+                else:  # it died on its own (before ready, say): nothing to stop
+                    _reap_adopted(self.pid)
         finally:
             try:
                 if then is not None and self._owner == os.getpid():
@@ -272,10 +276,7 @@ class Helper:
         run again by the finalizer."""
         if self.private_dir is not None and self._owner == os.getpid():
             remove_tree(self.private_dir)  # still locked: ours alone
-        self.child.restore()
-        for name in ("ready_fd", "log_fd", "out_fd", "lock_fd", "pidfd"):
-            self.child.close_fd(name)
-        self.child.close_tracked()
+        self.child.release()
         self._stopped = True
 
     def __enter__(self) -> Helper:
@@ -391,6 +392,8 @@ def _reap_adopted(group: int) -> None:
 
     Only our own unreaped children are looked at: their pids cannot be reused meanwhile.
     """
+    if not lib.pyslirp_adopts_orphans():
+        return
     for pid in _children_of(os.getpid()):
         try:
             if os.getpgid(pid) != group:

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeAlias, TypeVar
 
 from ._spawn import ffi, lib
@@ -130,14 +130,10 @@ class Child:
             return int(lib.PYSLIRP_READY_PENDING)
         return state
 
-    def restore(self) -> None:
-        """Put back the sysctl ``hold_sysctl`` set for the child's start."""
-        lib.pyslirp_slot_restore(self._slot)
-
-    def close_tracked(self) -> None:
-        """Close the pidfds :meth:`track` holds."""
-        for index in range(lib.PYSLIRP_MAX_EXTRA_PIDFDS):
-            lib.pyslirp_slot_close(self._slot, self._slot.extra_pidfds + index)
+    def release(self) -> None:
+        """Close every fd made for the child (a held sysctl put back first), and the
+        pidfd too once the child has been reaped; the child itself is left alone."""
+        lib.pyslirp_slot_release(self._slot)
 
     def lock(self, path: str) -> None:
         """Take an exclusive lock on the file ``path`` (created if missing) for as long as
@@ -360,36 +356,80 @@ def spawn(
     (unless captured) and stderr into a memfd; ``capture_stdout``, stdout into a memfd of
     its own; ``input``, bytes stdin reads from a memfd. ``hold_sysctl`` is (netns, sysctl
     path, value): set there before the clone, best effort, until :meth:`Child.ready`
-    answers or :meth:`Child.restore` (or the handle's end) puts the old value back. Pass
+    answers or :meth:`Child.release` (or the handle's end) puts the old value back. Pass
     ``child`` (a new, unspawned :class:`Child`) to own the process through a handle made
     beforehand.
 
     A name without a slash is looked up with :func:`~pyslirp.lookpath.look_path`. Errors
     are :class:`OSError` subclasses with a ``step`` attribute naming the step that failed.
     """
-    return SpawnPlan(
-        argv,
-        executable=executable,
-        fds=fds,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-        env=env,
-        setpgid=setpgid,
-        new_netns=new_netns,
-        new_userns=new_userns,
-        pdeathsig=pdeathsig,
-        private_mounts=private_mounts,
-        netns=netns,
-        userns=userns,
-        ready_fd=ready_fd,
-        exit_fd=exit_fd,
-        log=log,
-        capture_stdout=capture_stdout,
-        input=input,
-        umask=umask,
-        hold_sysctl=hold_sysctl,
-    ).spawn(child)
+    key: tuple[object, ...] = (
+        tuple(argv),
+        executable,
+        tuple(fds.items()) if fds else (),
+        stdin,
+        stdout,
+        stderr,
+        setpgid,
+        new_netns,
+        new_userns,
+        pdeathsig,
+        private_mounts,
+        netns,
+        userns,
+        ready_fd,
+        exit_fd,
+        log,
+        capture_stdout,
+        input,
+        umask,
+        hold_sysctl,
+    )
+    keep = env is None
+    try:
+        plan = _spawn_plans.get(key) if keep else None
+    except TypeError:  # an unhashable value: checked, and refused, below
+        plan, keep = None, False
+    if plan is None:
+        plan = SpawnPlan(
+            argv,
+            executable=executable,
+            fds=fds,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            setpgid=setpgid,
+            new_netns=new_netns,
+            new_userns=new_userns,
+            pdeathsig=pdeathsig,
+            private_mounts=private_mounts,
+            netns=netns,
+            userns=userns,
+            ready_fd=ready_fd,
+            exit_fd=exit_fd,
+            log=log,
+            capture_stdout=capture_stdout,
+            input=input,
+            umask=umask,
+            hold_sysctl=hold_sysctl,
+        )
+        streams = (stdin, stdout, stderr, *(fds or {}).values())
+        if keep and not plan.looked_up and _all_ints(streams):
+            if len(_spawn_plans) >= _SPAWN_PLANS_KEPT:
+                _spawn_plans.pop(next(iter(_spawn_plans)), None)  # the oldest
+            _spawn_plans[key] = plan
+    return plan.spawn(child)
+
+
+# spawn()'s plans, kept by its arguments: only for an executable given by path (no
+# $PATH lookup to go stale) and fds given as ints (a kept file object would stay open).
+_SPAWN_PLANS_KEPT = 64
+_spawn_plans: dict[tuple[object, ...], SpawnPlan] = {}
+
+
+def _all_ints(values: Iterable[object]) -> bool:
+    return all(value is None or type(value) is int for value in values)
 
 
 class SpawnPlan:
@@ -462,7 +502,8 @@ class SpawnPlan:
             raise ValueError(f"a child fd is given twice: {sorted(claims)}")
 
         path = exe
-        if b"/" not in exe:
+        self.looked_up = b"/" not in exe  # in $PATH
+        if self.looked_up:
             found = look_path(os.fsdecode(exe), env)
             if found is None:
                 error = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fsdecode(exe))
@@ -489,6 +530,7 @@ class SpawnPlan:
         # cdata arrays are freed with their Python objects: the plan holds them all.
         keep: list[Any] = [*ns_paths, *sysctl]
         self.args = args
+        self._names = [os.fsdecode(a) for a in args]
         self._path = path
         self._netns, self._userns = netns, userns
         self._pdeathsig = pdeathsig
@@ -548,7 +590,7 @@ class SpawnPlan:
         with ``argv``'s items (index: value) and ``fds``'s parent fds (for the child fds
         the plan left to None) in place, and ``hold_sysctl`` in ``sysctl_netns``."""
         if child is None:
-            child = Child([os.fsdecode(a) for a in self.args])
+            child = Child(self._names)
         elif child.pid:
             raise ValueError(f"{child!r} was spawned already")
         c_args = self._c_args
