@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import pyslirp
-from pyslirp import features, pasta
+from pyslirp import features, pasta, slirp4netns
 
 import nsutil
 
@@ -104,7 +104,8 @@ def setup_case(p: Params) -> Result:
     """``setup()`` to ready in each fresh netns (IPv6: until the address is usable).
 
     ``p["probe"]`` is ``"warm"`` (the feature cache as a long-lived process has it) or
-    ``"cold"`` (emptied before each setup, outside the timed region). With ``p["ports"]``
+    ``"cold"`` (emptied before each setup, with the plans setup() keeps, outside the timed
+    region: as a process's first setup). With ``p["ports"]``
     one TCP port is published through rootlessport per setup. With ``p["plan"]`` each
     setup is ``plan.setup(netns)`` of one :class:`pyslirp.SetupPlan` made before the
     batch. ``cpu_ns`` is the process's CPU time (user + system, every thread) per setup.
@@ -127,8 +128,9 @@ def setup_case(p: Params) -> Result:
                 stack.enter_context(watch)
             mappings = [pyslirp.PortMapping(host_port=port, container_port=80)] if port else []
             opts = _options(p, netns, ports=mappings, slirp4netns_exit_pipe_r=exit_r)
-            if p.get("probe") == "cold":
+            if p.get("probe") == "cold":  # as the first setup of a process
                 features.clear_cache()
+                slirp4netns.forget_plans()
             c0 = time.process_time_ns()
             t0 = time.perf_counter_ns()
             if plan is not None:

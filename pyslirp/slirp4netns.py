@@ -404,6 +404,11 @@ _PLANS_KEPT = 64
 _plans: dict[tuple[object, ...], SetupPlan] = {}
 
 
+def forget_plans() -> None:
+    """Drop the plans :func:`setup` keeps (the next setups make new ones)."""
+    _plans.clear()
+
+
 def _kept_plan(opts: SetupOptions) -> SetupPlan:
     """The plan kept from an earlier setup alike, else a new one. Whether it is still
     current is checked after the spawn, while slirp4netns starts (see :func:`setup`)."""
