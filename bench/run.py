@@ -90,6 +90,8 @@ class Floor:
                 return reply
             if out.startswith("wall "):
                 reply["wall_ns"] = int(out.split()[1])
+            elif out.startswith("cpu "):
+                reply.setdefault("cpu_ns", []).append(int(out.split()[1]))
             else:
                 reply["ns"].append(int(out))
         raise RuntimeError(f"floor died running: {line}")
@@ -488,8 +490,10 @@ def _goals_14(s: dict[str, Summary], scale: dict[str, Any], cpu: dict[str, float
     rate = scale["scale 64 at once @30MB"]["setups_per_s"]
     floor_rate = scale["scale 64 at once floor @30MB"]["setups_per_s"]
     lines.append(_check("64 at once, setups/s / the floor's", rate / floor_rate, 0.95, False))
+    floor_cpu = cpu["setup v4 floor @30MB"]
     lines.append(_check("CPU per setup() v4 @30MB, us", cpu["setup() v4 @30MB"], 100))
     lines.append(_check("CPU per plan.setup() v4 @30MB, us", cpu["plan.setup() v4 @30MB"], 100))
+    lines.append(f"  (the C floor's CPU per setup, measured alike: {floor_cpu:.0f} us)")
     ports = s["setup() v4+rootlessport @30MB"].median / s[PORTS_FLOOR].median
     lines.append(_check("setup() v4+rootlessport / its floor", ports, 1.05))
     return lines

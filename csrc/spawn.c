@@ -2,7 +2,8 @@
  * The child side of pyslirp.spawn: one straight sequence of set-up steps between
  * clone(CLONE_VM|CLONE_VFORK) and execve. The child shares the parent's memory, so it
  * runs only async-signal-safe code: syscalls and their thin libc wrappers, no malloc,
- * no stdio. A failing step leaves through a close-on-exec pipe as a {step, errno} record.
+ * no stdio. A failing step writes a {step, errno} record into the parent's memory and
+ * exits; the parent, resumed once the child has exec'd or exited (CLONE_VFORK), reads it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -35,14 +36,15 @@ struct child_context {
     const int *fd_src; /* the caller's fds and the ones made for the child, by target */
     const int *fd_dst;
     int nfds;
-    int errfd;
+    volatile struct error_record *record; /* the parent's: written before a failed exit */
     int fd_limit;
     pid_t parent_pid;
 };
 
-static void __attribute__((noreturn)) fail(int errfd, int step, int err)
+static void __attribute__((noreturn)) fail(const struct child_context *ctx, int step, int err)
 {
-    write_record(errfd, step, err);
+    ctx->record->step = step;
+    ctx->record->err = err;
     _exit(127);
 }
 
@@ -76,7 +78,6 @@ static int child_main(void *arg)
 {
     const struct child_context *ctx = arg;
     const struct pyslirp_spawn_args *a = ctx->args;
-    int errfd = ctx->errfd;
     int nfds = ctx->nfds;
     int top = nfds ? ctx->fd_dst[nfds - 1] : 2;
     int src[nfds > 0 ? nfds : 1];
@@ -85,37 +86,31 @@ static int child_main(void *arg)
 
     if (top < 2)
         top = 2;
-    /* The error pipe must outlive every dup2 below: keep it above all targets. */
-    if (errfd <= top) {
-        errfd = fcntl(errfd, F_DUPFD_CLOEXEC, top + 1);
-        if (errfd < 0)
-            fail(ctx->errfd, PYSLIRP_STEP_FDS, errno);
-    }
 
     if ((err = reset_signal_handlers()) != 0)
-        fail(errfd, PYSLIRP_STEP_SIGNALS, err);
+        fail(ctx, PYSLIRP_STEP_SIGNALS, err);
 
     if (a->setpgid && setpgid(0, 0) != 0)
-        fail(errfd, PYSLIRP_STEP_SETPGID, errno);
+        fail(ctx, PYSLIRP_STEP_SETPGID, errno);
     if (a->new_namespaces && unshare(a->new_namespaces) != 0)
-        fail(errfd, PYSLIRP_STEP_NEW_NAMESPACES, errno);
+        fail(ctx, PYSLIRP_STEP_NEW_NAMESPACES, errno);
     /* The user namespace first: it grants the capabilities the next steps need. */
     if (a->userns_fd >= 0 && setns(a->userns_fd, CLONE_NEWUSER) != 0)
-        fail(errfd, PYSLIRP_STEP_SETNS_USER, errno);
+        fail(ctx, PYSLIRP_STEP_SETNS_USER, errno);
     if (a->netns_fd >= 0 && setns(a->netns_fd, CLONE_NEWNET) != 0)
-        fail(errfd, PYSLIRP_STEP_SETNS_NET, errno);
+        fail(ctx, PYSLIRP_STEP_SETNS_NET, errno);
     if (a->private_mounts) {
         if (unshare(CLONE_NEWNS) != 0)
-            fail(errfd, PYSLIRP_STEP_UNSHARE_MOUNTS, errno);
+            fail(ctx, PYSLIRP_STEP_UNSHARE_MOUNTS, errno);
         /* Without this, unmounts in the new namespace propagate back to the host's. */
         if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-            fail(errfd, PYSLIRP_STEP_PRIVATE_MOUNTS, errno);
+            fail(ctx, PYSLIRP_STEP_PRIVATE_MOUNTS, errno);
     }
     if (a->umask >= 0)
         umask((mode_t)a->umask);
     if (a->pdeathsig) {
         if (prctl(PR_SET_PDEATHSIG, a->pdeathsig, 0, 0, 0) != 0)
-            fail(errfd, PYSLIRP_STEP_PDEATHSIG, errno);
+            fail(ctx, PYSLIRP_STEP_PDEATHSIG, errno);
         /* The parent may have died before prctl: deliver the signal now (it stays
          * pending, blocked, until the mask is emptied before exec). */
         if (getppid() != ctx->parent_pid)
@@ -128,7 +123,7 @@ static int child_main(void *arg)
         if (src[i] != ctx->fd_dst[i] && src[i] <= top) {
             src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, top + 1);
             if (src[i] < 0)
-                fail(errfd, PYSLIRP_STEP_FDS, errno);
+                fail(ctx, PYSLIRP_STEP_FDS, errno);
         }
     }
     /* Pass 2: put each in place; an fd already in place only loses close-on-exec. */
@@ -137,30 +132,29 @@ static int child_main(void *arg)
             int flags = fcntl(src[i], F_GETFD);
 
             if (flags < 0 || fcntl(src[i], F_SETFD, flags & ~FD_CLOEXEC) != 0)
-                fail(errfd, PYSLIRP_STEP_FDS, errno);
+                fail(ctx, PYSLIRP_STEP_FDS, errno);
         } else if (dup2(src[i], ctx->fd_dst[i]) < 0) {
-            fail(errfd, PYSLIRP_STEP_FDS, errno);
+            fail(ctx, PYSLIRP_STEP_FDS, errno);
         }
     }
 
-    /* Only 0-2 and the targets survive exec: close the gaps, mark the rest close-on-exec
-     * (the error pipe must stay open until execve succeeds). */
+    /* Only 0-2 and the targets survive exec: close the gaps, mark the rest close-on-exec. */
     for (int fd = 3, gap = 3; fd <= top + 1; fd++) {
         if (fd <= top && !is_target(ctx, fd))
             continue;
         if (close_fds(gap, fd - 1, ctx->fd_limit, 0) != 0)
-            fail(errfd, PYSLIRP_STEP_CLOSE_FDS, errno);
+            fail(ctx, PYSLIRP_STEP_CLOSE_FDS, errno);
         gap = fd + 1;
     }
     if (close_fds(top + 1, ~0U >> 1, ctx->fd_limit, CLOSE_RANGE_CLOEXEC) != 0)
-        fail(errfd, PYSLIRP_STEP_CLOSE_FDS, errno);
+        fail(ctx, PYSLIRP_STEP_CLOSE_FDS, errno);
 
     sigemptyset(&empty);
     if (sigprocmask(SIG_SETMASK, &empty, NULL) != 0)
-        fail(errfd, PYSLIRP_STEP_SIGMASK, errno);
+        fail(ctx, PYSLIRP_STEP_SIGMASK, errno);
 
     execve(a->path, a->argv, a->envp ? a->envp : environ);
-    fail(errfd, PYSLIRP_STEP_EXEC, errno);
+    fail(ctx, PYSLIRP_STEP_EXEC, errno);
 }
 
 /* The child's stack: one mmap'd region per spawning thread, kept for its next spawn and
@@ -355,12 +349,11 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     int fd_src[args->nfds + MADE_FDS], fd_dst[args->nfds + MADE_FDS], nfds = 0;
     struct child_context ctx = {.args = args, .fd_src = fd_src, .fd_dst = fd_dst,
                                 .parent_pid = getpid()};
-    struct error_record record;
+    volatile struct error_record record = {PYSLIRP_STEP_NONE, 0};
     sigset_t all, saved_mask;
-    int pipefd[2], pidfd = -1, step, err;
+    int pidfd = -1, step, err;
     void *stack;
     pid_t pid;
-    ssize_t n;
 
     slot->step = PYSLIRP_STEP_NONE;
     slot->err = 0;
@@ -404,13 +397,7 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
         return fail_parent(slot, PYSLIRP_STEP_FDS, EINVAL);
     }
     ctx.nfds = nfds;
-    if (pipe2(pipefd, O_CLOEXEC) != 0) {
-        err = errno;
-        close_made(&m, slot);
-        pyslirp_slot_restore(slot);
-        return fail_parent(slot, PYSLIRP_STEP_PIPE, err);
-    }
-    ctx.errfd = pipefd[1];
+    ctx.record = &record;
 
     /* No parent handler may run on the child's stack before it resets them. */
     sigfillset(&all);
@@ -420,25 +407,14 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     /* A vfork child shares errno with this thread: read it only when no child ran. */
     err = pid < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
-    close(pipefd[1]);
     if (pid < 0) {
-        close(pipefd[0]);
         close_made(&m, slot);
         pyslirp_slot_restore(slot);
         return fail_parent(slot, PYSLIRP_STEP_CLONE, err);
     }
-
-    do
-        n = read(pipefd[0], &record, sizeof record);
-    while (n < 0 && errno == EINTR);
-    close(pipefd[0]);
-    if (n != 0) {
+    if (record.step != PYSLIRP_STEP_NONE) {
         int status;
 
-        if (n != (ssize_t)sizeof record) {
-            record.step = PYSLIRP_STEP_PIPE;
-            record.err = n < 0 ? errno : EIO;
-        }
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
         close(pidfd);
