@@ -222,7 +222,7 @@ class SetupOptions:
         plan_key = (
             self.config,
             self.extra_options,
-            self.ports,
+            bool(self.ports),  # which ports is each setup's own
             self.pdeathsig,
             self.userns_path,
             self.slirp4netns_exit_pipe_r is None,

@@ -585,18 +585,26 @@ class SpawnPlan:
         argv: Mapping[int, StrPath] | None = None,
         fds: Mapping[int, FdLike] | None = None,
         sysctl_netns: StrPath | None = None,
+        input: bytes | None = None,
     ) -> Child:
         """Start one child (into ``child``, a new, unspawned :class:`Child`, if given),
         with ``argv``'s items (index: value) and ``fds``'s parent fds (for the child fds
-        the plan left to None) in place, and ``hold_sysctl`` in ``sysctl_netns``."""
+        the plan left to None) in place, ``hold_sysctl`` in ``sysctl_netns``, and
+        ``input`` for the plan's (when it was made with some)."""
         if child is None:
             child = Child(self._names)
         elif child.pid:
             raise ValueError(f"{child!r} was spawned already")
         c_args = self._c_args
         keep: list[Any] = []
-        if argv or fds or sysctl_netns is not None or self._later:
+        if argv or fds or sysctl_netns is not None or input is not None or self._later:
             c_args = ffi.new("struct pyslirp_spawn_args *", c_args[0])
+            if input is not None:
+                if c_args.stdin_data == ffi.NULL or not isinstance(input, bytes):
+                    raise ValueError("input must be bytes, for a plan made with input")
+                c_args.stdin_data = input_c = ffi.new("char[]", input)
+                c_args.stdin_len = len(input)
+                keep.append(input_c)
             if argv:
                 items = self._argv_items.copy()
                 for index, value in argv.items():

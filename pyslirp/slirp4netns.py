@@ -17,9 +17,8 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Network
-from typing import Any
 
 from .addresses import DEFAULT_SUBNET
 from .apisocket import request_steps
@@ -30,9 +29,9 @@ from .features import probe_features
 from .gostrconv import go_quote
 from .helper import Helper, start_error
 from .options import SetupOptions, check_fd, check_path, fd_of
-from .ports import slirp4netns_hostfwd_args
+from .ports import PortMapping, slirp4netns_hostfwd_args
 from .process import DEVNULL, Child, FdLike, SpawnPlan
-from .rootlessport import check_tmp_dir, start_rootlessport
+from .rootlessport import check_tmp_dir, rootlessport_plan, start_rootlessport
 from .steps import Steps, drive, drive_all
 
 __all__ = ["SetupOptions", "SetupPlan", "SetupResult", "close_all", "setup"]
@@ -233,12 +232,11 @@ class SetupPlan:
         self._identity = _identity(self.binary)
         self._api = bool(opts.ports) and network.port_handler == "slirp4netns"
         api_socket = None
-        self._hostfwds: list[dict[str, Any]] = []
         if self._api:
-            self._hostfwds = [a for m in opts.ports for a in slirp4netns_hostfwd_args(m)]
             api_socket = _api_socket_path(config.tmp_dir, opts.container_id)
             _check_api_socket(api_socket)
-        self._rootlessport = None  # its binary, when it publishes the ports
+        self._rootlessport: str | None = None  # its binary, when it publishes the ports
+        self._rootlessport_plans: dict[bool, SpawnPlan] = {}  # by: the caller's exit pipe?
         if opts.ports and network.port_handler == "rootlesskit":
             check_tmp_dir(config.tmp_dir)
             self._rootlessport = config.find_helper_binary("rootlessport")  # before any spawn
@@ -294,21 +292,31 @@ class SetupPlan:
         netns: str,
         *,
         container_id: str | None = None,
+        ports: Sequence[PortMapping] | None = None,
         slirp4netns_exit_pipe_r: FdLike | None = None,
         rootless_port_exit_pipe_r: FdLike | None = None,
     ) -> SetupResult:
         """:func:`setup` for ``netns`` with this plan: its options, with these values in
-        place of its own; the same errors, and nothing left behind."""
+        place of its own; the same errors, and nothing left behind. A plan made with
+        ports publishes some in each setup (its own, or ``ports``), one made without
+        none."""
         opts = self._opts
+        if ports is not None and bool(ports) != bool(opts.ports):
+            raise OptionError(
+                f"ports {list(ports)!r}: this plan was made "
+                + ("with ports: each setup publishes some" if opts.ports else "without ports")
+            )
         if (
             container_id is not None
+            or ports is not None
             or rootless_port_exit_pipe_r is not None
-            or (self._rootlessport is not None)
+            or self._rootlessport is not None
         ):
             opts = dataclasses.replace(
                 opts,
                 netns=netns,
                 container_id=opts.container_id if container_id is None else container_id,
+                ports=opts.ports if ports is None else ports,
                 slirp4netns_exit_pipe_r=slirp4netns_exit_pipe_r,
                 rootless_port_exit_pipe_r=rootless_port_exit_pipe_r,
             )
@@ -391,12 +399,19 @@ class SetupPlan:
             with contextlib.suppress(OSError):  # missing: the requests below say so
                 st = os.stat(result.api_socket)
                 result._api_socket_inode = (st.st_dev, st.st_ino)
-            for hostfwd in self._hostfwds:
-                yield from request_steps(result.api_socket, "add_hostfwd", hostfwd, deadline)
+            for mapping in opts.ports:
+                for hostfwd in slirp4netns_hostfwd_args(mapping):
+                    yield from request_steps(result.api_socket, "add_hostfwd", hostfwd, deadline)
         if self._rootlessport is not None:
+            caller_exit = opts.rootless_port_exit_pipe_r is not None
+            plan = self._rootlessport_plans.get(caller_exit)
+            if plan is None:
+                plan = self._rootlessport_plans[caller_exit] = rootlessport_plan(
+                    self._rootlessport, opts
+                )
             result.rootlessport = Helper("rootlessport")
             yield from start_rootlessport(
-                result.rootlessport, self._rootlessport, opts, result.subnet, None, deadline
+                result.rootlessport, plan, opts, result.subnet, None, deadline
             )
 
 
