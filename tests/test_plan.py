@@ -14,8 +14,9 @@ import pyslirp
 from pyslirp import slirp4netns
 
 from support.fakes import script
-from support.netns import addresses, default_route
+from support.netns import addresses, default_route, echo_server, tcp_echo
 from support.options import options
+from support.ports import free_port
 from support.processes import pids_of
 
 SLIRP4NETNS = "/usr/bin/slirp4netns"
@@ -77,11 +78,26 @@ def test_a_plan_checks_each_network_before_spawning(hygiene, config, make_netns)
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("handler", ["rootlesskit", "slirp4netns"])
+def test_a_plan_with_ports_publishes_each_setups_own(hygiene, config, make_netns, handler):
+    plan = pyslirp.SetupPlan(options(config, make_netns(), handler=handler))
+    netns, port = make_netns(), free_port()
+    mapping = pyslirp.PortMapping(host_port=port, container_port=8080)
+    with plan.setup(netns, container_id="other", ports=[mapping]), echo_server(netns, "tcp", 8080):
+        assert tcp_echo(port).endswith(" 8080")
+    with pytest.raises(pyslirp.OptionError, match="with ports"):
+        plan.setup(make_netns(), ports=[])
+    bare = pyslirp.SetupPlan(options(config, make_netns()))
+    with pytest.raises(pyslirp.OptionError, match="without ports"):
+        bare.setup(make_netns(), ports=[mapping])
+
+
+@pytest.mark.root
 def test_setup_keeps_one_plan_for_networks_alike(hygiene, config, make_netns):
-    first = pyslirp.setup(options(config, make_netns(), container_id="a"))
-    second = pyslirp.setup(options(config, make_netns(), container_id="b"))
+    first = pyslirp.setup(options(config, make_netns(), container_id="a", handler="slirp4netns"))
+    second = pyslirp.setup(options(config, make_netns(), container_id="b", handler="slirp4netns"))
     pyslirp.close_all([first, second])
-    assert len(slirp4netns._plans) == 1
+    assert len(slirp4netns._plans) == 1  # other ports and ids: the same plan
     pyslirp.setup(options(config, make_netns(), extra_options=["mtu=1500"])).close()
     assert len(slirp4netns._plans) == 2
 
