@@ -385,7 +385,7 @@ def spawn(
         umask,
         hold_sysctl,
     )
-    keep = env is None
+    keep = env is None and input is None  # a kept plan would keep its input too
     try:
         plan = _spawn_plans.get(key) if keep else None
     except TypeError:  # an unhashable value: checked, and refused, below
@@ -423,7 +423,8 @@ def spawn(
 
 
 # spawn()'s plans, kept by its arguments: only for an executable given by path (no
-# $PATH lookup to go stale) and fds given as ints (a kept file object would stay open).
+# $PATH lookup to go stale), fds given as ints (a kept file object would stay open), and
+# neither env nor input.
 _SPAWN_PLANS_KEPT = 64
 _spawn_plans: dict[tuple[object, ...], SpawnPlan] = {}
 
