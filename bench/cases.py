@@ -67,6 +67,8 @@ def _setup_cases(size: str, ipv6: bool) -> list[Case]:
         Case(floor, c, "setup", {"ipv6": ipv6}),
         Case(f"setup() {v}{at}", py, "setup", {"ipv6": ipv6, "probe": "warm"}, floor),
     ]
+    if not ipv6:  # issue 14: one SetupPlan for the batch
+        rows.append(Case(f"plan.setup() {v}{at}", py, "setup", {"plan": True}, floor))
     if size == "30" and not ipv6:
         flushed = f"setup {v} floor, flushed each sample{at}"
         rows.append(Case(flushed, c, "setup", {"flush": True}))

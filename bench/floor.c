@@ -72,6 +72,15 @@ static void die(const char *what)
     exit(1);
 }
 
+/* CPU time of this process (every thread), for the "cpu" lines of setup samples. */
+static int64_t cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static int64_t now_ns(void)
 {
     struct timespec ts;
@@ -284,7 +293,7 @@ static void ready_one(const struct ready_opts *o, const char *netns, const char 
     struct child c = {.argv = argv, .private_mounts = 1};
     pid_t pid, rlk = -1;
     int rlk_exit = -1;
-    int64_t t0;
+    int64_t t0, c0;
     ssize_t got;
 
     for (int i = 0; i < o->argc; i++)
@@ -302,6 +311,7 @@ static void ready_one(const struct ready_opts *o, const char *netns, const char 
     if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(exit_p, O_CLOEXEC) != 0)
         die("pipe");
 
+    c0 = cpu_ns();
     t0 = now_ns();
     if (o->ipv6)
         in_netns(nsfd, self, swap_dad, &dad);
@@ -355,6 +365,7 @@ static void ready_one(const struct ready_opts *o, const char *netns, const char 
         free(json);
     }
     sample(now_ns() - t0);
+    printf("cpu %lld\n", (long long)(cpu_ns() - c0));
 
     /* Untimed teardown: EOF on the exit pipes stops both helpers. */
     if (rlk_exit >= 0) {

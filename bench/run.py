@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -25,7 +26,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import nsutil
-from cases import CASES, IMPORT_FLOOR, PASTA_FLOOR, RSS_MIB, RUN_TRUE, SCALE_FLOOR, Case
+from cases import (
+    CASES,
+    IMPORT_FLOOR,
+    PASTA_FLOOR,
+    PORTS_FLOOR,
+    RSS_MIB,
+    RUN_TRUE,
+    SCALE_FLOOR,
+    Case,
+)
 from stats import Row, Summary, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -80,6 +90,8 @@ class Floor:
                 return reply
             if out.startswith("wall "):
                 reply["wall_ns"] = int(out.split()[1])
+            elif out.startswith("cpu "):
+                reply.setdefault("cpu_ns", []).append(int(out.split()[1]))
             else:
                 reply["ns"].append(int(out))
         raise RuntimeError(f"floor died running: {line}")
@@ -145,7 +157,8 @@ def build_floor() -> Path:
 class Bench:
     """Runs the rounds and keeps every sample."""
 
-    def __init__(self, plan: Plan, tmp_dir: str, prefix: str) -> None:
+    def __init__(self, plan: Plan, tmp_dir: str, prefix: str, cases: list[Case]) -> None:
+        self.cases = cases
         self.plan = plan
         self.tmp_dir = tmp_dir
         self.prefix = prefix
@@ -180,6 +193,7 @@ class Bench:
         self.procs: dict[str, Worker | Floor] = {}
         self.samples: dict[str, list[int]] = defaultdict(list)
         self.scale: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.cpu: dict[str, list[int]] = defaultdict(list)  # CPU ns per setup, by case
         self._counter = 0
 
     def start(self, floor_bin: Path) -> None:
@@ -237,6 +251,7 @@ class Bench:
             self.samples[case.name].extend(reply["ns"])  # no warm-up inside: round 0 is
             return
         self.samples[case.name].extend(reply["ns"][1:])  # the first of a batch is warm-up
+        self.cpu[case.name].extend(reply.get("cpu_ns", [])[1:])
 
     def _floor_command(self, case: Case, batch: dict[str, Any], paths: list[str]) -> str:
         return ("-F " if case.params.get("flush") else "") + self._floor_words(case, batch, paths)
@@ -265,7 +280,7 @@ class Bench:
         return time.perf_counter_ns() - t0
 
     def round(self, number: int) -> None:
-        order = list(CASES)
+        order = list(self.cases)
         random.Random(number).shuffle(order)
         for case in order:
             for attempt in (1, 2):
@@ -306,6 +321,7 @@ class Bench:
         """Forget everything measured so far (the warm-up round)."""
         self.samples.clear()
         self.scale.clear()
+        self.cpu.clear()
 
 
 def importtime_ms(runs: int) -> float:
@@ -358,12 +374,12 @@ def _git_head() -> str:
 
 def report(bench: Bench, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The table, the goals, and everything as JSON."""
-    summaries = {case.name: Summary.of(bench.samples[case.name]) for case in CASES}
+    summaries = {case.name: Summary.of(bench.samples[case.name]) for case in bench.cases}
     cpus = os.cpu_count() or 1
-    floor_rate = 1e3 / summaries[SCALE_FLOOR].median
+    floor_rate = 1e3 / summaries[SCALE_FLOOR].median if SCALE_FLOOR in summaries else 0.0
     rows = []
     scale_info = {}
-    for case in CASES:
+    for case in bench.cases:
         s = summaries[case.name]
         ratio = s.median / summaries[case.floor].median if case.floor else None
         note = ""
@@ -380,11 +396,18 @@ def report(bench: Bench, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                 scale_info[case.name]["rss_kib_per_net"] = growth
                 floor_rate_n = scale_info[case.floor]["setups_per_s"]
                 note += f", {rate / floor_rate_n:.2f}x floor's; RSS {growth:+.0f} KiB/net"
+        if bench.cpu[case.name]:
+            cpu_us = statistics.median(bench.cpu[case.name]) / 1e3
+            info.setdefault("cpu_us_per_setup", {})[case.name] = cpu_us
+            note = f"CPU {cpu_us:.0f} us/setup (process, every thread)"
         if case.name == "python -c 'import pyslirp'":
             info["importtime_ms"] = importtime_ms(bench.plan.startup * 4)
             note = f"-X importtime: pyslirp {info['importtime_ms']:.1f} ms cumulative"
         rows.append(Row(case.name, s, ratio, case.floor, note))
-    goals = _goals(summaries, scale_info, floor_rate * cpus)
+    goals = []
+    if bench.cases == CASES:
+        goals = _goals(summaries, scale_info, floor_rate * cpus)
+        goals += ["", "Issue 14:", *_goals_14(summaries, scale_info, info["cpu_us_per_setup"])]
     text = table(rows) + "\n\nGoals (issues 7 and 12, ratios from this run):\n" + "\n".join(goals)
     data = {
         "machine": info,
@@ -394,7 +417,7 @@ def report(bench: Bench, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                 "summary_ms": vars(summaries[case.name]),
                 "floor": case.floor,
             }
-            for case in CASES
+            for case in bench.cases
         },
         "scale": scale_info,
         "goals": goals,
@@ -403,10 +426,7 @@ def report(bench: Bench, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def _goals(s: dict[str, Summary], scale: dict[str, Any], goal_rate: float) -> list[str]:
-    def check(label: str, value: float, limit: float, at_most: bool = True) -> str:
-        met = value <= limit if at_most else value >= limit
-        sign = "<=" if at_most else ">="
-        return f"  [{'met' if met else 'MISSED'}] {label}: {value:.2f} (goal {sign} {limit:.2f})"
+    check = _check
 
     def ratio(name: str, floor: str, limit: float) -> str:
         return check(f"{name} / {floor}", s[name].median / s[floor].median, limit)
@@ -454,10 +474,53 @@ def _goals(s: dict[str, Summary], scale: dict[str, Any], goal_rate: float) -> li
     return lines
 
 
+def _goals_14(s: dict[str, Summary], scale: dict[str, Any], cpu: dict[str, float]) -> list[str]:
+    """Issue 14's goals: ratios to the buffered floors, and CPU per setup."""
+    lines = []
+    for at in (" @30MB", " @2GB"):
+        for name, floor, limit in (
+            (f"pyslirp.spawn{at}", f"spawn floor{at}", 1.05),
+            (f"setup() v4{at}", f"setup v4 floor{at}", 1.05),
+            (f"plan.setup() v4{at}", f"setup v4 floor{at}", 1.03),
+            (f"setup() failure noticed{at}", f"failure noticed floor{at}", 1.10),
+            (f"setup() v6 usable{at}", f"setup v6 usable floor{at}", 1.08),
+        ):
+            value = s[name].median / s[floor].median
+            lines.append(_check(f"{name} / {floor}", value, limit))
+    rate = scale["scale 64 at once @30MB"]["setups_per_s"]
+    floor_rate = scale["scale 64 at once floor @30MB"]["setups_per_s"]
+    lines.append(_check("64 at once, setups/s / the floor's", rate / floor_rate, 0.95, False))
+    floor_cpu = cpu["setup v4 floor @30MB"]
+    lines.append(_check("CPU per setup() v4 @30MB, us", cpu["setup() v4 @30MB"], 100))
+    lines.append(_check("CPU per plan.setup() v4 @30MB, us", cpu["plan.setup() v4 @30MB"], 100))
+    lines.append(f"  (the C floor's CPU per setup, measured alike: {floor_cpu:.0f} us)")
+    ports = s["setup() v4+rootlessport @30MB"].median / s[PORTS_FLOOR].median
+    lines.append(_check("setup() v4+rootlessport / its floor", ports, 1.05))
+    return lines
+
+
+def _check(label: str, value: float, limit: float, at_most: bool = True) -> str:
+    met = value <= limit if at_most else value >= limit
+    sign = "<=" if at_most else ">="
+    return f"  [{'met' if met else 'MISSED'}] {label}: {value:.2f} (goal {sign} {limit:.2f})"
+
+
+def select(pattern: str | None) -> list[Case]:
+    """The cases whose name matches ``pattern`` (all without one), with their floors."""
+    if pattern is None:
+        return CASES
+    chosen = {case.name for case in CASES if re.search(pattern, case.name)}
+    chosen |= {case.floor for case in CASES if case.name in chosen and case.floor}
+    return [case for case in CASES if case.name in chosen]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds: under 2 minutes")
     parser.add_argument("--json", metavar="FILE", help="write every sample and the summary")
+    parser.add_argument(
+        "--only", metavar="REGEX", help="run the cases whose name matches (and their floors)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run.py needs root: it makes network namespaces and mount namespaces")
@@ -466,7 +529,7 @@ def main() -> None:
     floor_bin = build_floor()
     prefix = f"pyslirp-bench-{os.getpid()}-"
     tmp_dir = tempfile.mkdtemp(prefix="pyslirp-bench-tmp-")
-    bench = Bench(plan, tmp_dir, prefix)
+    bench = Bench(plan, tmp_dir, prefix, select(args.only))
     try:
         bench.start(floor_bin)
         info = machine(bench)

@@ -1,7 +1,8 @@
 /*
  * What the two children pyslirp clones share: spawn.c's (exec at once) and init.c's (PID 1
  * of `pyslirp run`). Both run only async-signal-safe code and report a failed step to the
- * parent as a fixed {step, errno} record on a close-on-exec pipe.
+ * parent as a fixed {step, errno} record: spawn.c's in the memory it shares with the
+ * parent until it execs, init.c's (which never execs itself) on a close-on-exec pipe.
  */
 #ifndef PYSLIRP_CHILD_H
 #define PYSLIRP_CHILD_H
@@ -34,7 +35,7 @@ struct error_record {
     int err;
 };
 
-/* Write a {step, err} record to ``fd`` (the parent reads it as the child's fate). */
+/* Write a {step, err} record to ``fd`` (the parent reads it as the child's fate; init.c). */
 static inline void write_record(int fd, int step, int err)
 {
     struct error_record record = {step, err};

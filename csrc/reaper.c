@@ -335,6 +335,18 @@ void pyslirp_slot_close(struct pyslirp_slot *s, int *fd)
     pthread_mutex_unlock(&lock);
 }
 
+void pyslirp_slot_release(struct pyslirp_slot *s)
+{
+    pthread_mutex_lock(&lock);
+    close_owned_fds(s);
+    if (s->exited && s->owner == getpid()) {
+        if (s->watched)
+            unwatch_locked(s);
+        close_fd(&s->pidfd);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
 int pyslirp_slot_add_pidfd(struct pyslirp_slot *s, pid_t pid)
 {
     int result = -1;
@@ -389,39 +401,98 @@ int pyslirp_reap(struct pyslirp_slot *s)
     return reaped;
 }
 
-int pyslirp_wait(struct pyslirp_slot *s, int timeout_ms)
+/* The waiter reaps it: the reaper thread need not wake for this exit (and race the
+ * waiter for it). 0, or -1 with errno when it is not ours to wait for. */
+static int take_from_reaper(struct pyslirp_slot *s)
 {
-    struct pollfd pfd = {.fd = s->pidfd, .events = POLLIN};
-    int n, err;
-
-    if (s->exited)
-        return 1;
     if (s->owner != getpid() || s->pidfd < 0) {
         errno = ECHILD;
         return -1;
     }
-    /* The waiter reaps it: the reaper thread need not wake for this exit (and race the
-     * waiter for it). Back to the reaper if the wait ends first. */
     pthread_mutex_lock(&lock);
     if (s->watched)
         unwatch_locked(s);
     pthread_mutex_unlock(&lock);
-    /* EINTR goes back to the caller, so that Python can run its signal handlers. */
-    n = poll(&pfd, 1, timeout_ms);
-    if (n > 0 && pyslirp_reap(s))
-        return 1;
-    err = errno;
-    if (pyslirp_watch(s) != 0) {
+    return 0;
+}
+
+/* Back to the reaper after a wait that did not reap it (errno kept). */
+static void give_to_reaper(struct pyslirp_slot *s)
+{
+    int err = errno;
+
+    if (!s->exited && pyslirp_watch(s) != 0) {
         /* No reaper to hand it back to (out of memory): keep it ours, SIGKILLed. */
-        syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
         siginfo_t info;
 
+        syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
         while (waitid((idtype_t)P_PIDFD, (id_t)s->pidfd, &info, WEXITED) != 0 && errno == EINTR)
             ;
         pyslirp_reap(s);
     }
     errno = err;
+}
+
+int pyslirp_wait(struct pyslirp_slot *s, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = s->pidfd, .events = POLLIN};
+    int n;
+
+    if (s->exited)
+        return 1;
+    if (take_from_reaper(s) != 0)
+        return -1;
+    /* EINTR goes back to the caller, so that Python can run its signal handlers. */
+    n = poll(&pfd, 1, timeout_ms);
+    if (n > 0 && pyslirp_reap(s))
+        return 1;
+    give_to_reaper(s);
     return n < 0 ? -1 : 0;
+}
+
+int pyslirp_ready(struct pyslirp_slot *s, int timeout_ms)
+{
+    struct pollfd pfd[2] = {{.fd = s->ready_fd, .events = POLLIN},
+                            {.fd = s->pidfd, .events = POLLIN}};
+    int state = PYSLIRP_READY_PENDING;
+    char byte;
+
+    if (s->ready_state != PYSLIRP_READY_PENDING)
+        return s->ready_state;
+    if (s->ready_fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    if (!s->exited && take_from_reaper(s) != 0)
+        return -1;
+    /* Reaped already (its pidfd closed): the pipe is at EOF or holds the byte. */
+    if (poll(pfd, s->pidfd >= 0 ? 2 : 1, timeout_ms) < 0) {
+        give_to_reaper(s);
+        return -1;
+    }
+    if (pfd[0].revents) {
+        ssize_t n = read(s->ready_fd, &byte, 1);
+
+        if (n < 0) {
+            give_to_reaper(s);
+            return -1;
+        }
+        state = n == 1 ? PYSLIRP_READY_OK : PYSLIRP_READY_CLOSED;
+    }
+    if (state != PYSLIRP_READY_OK && (pfd[1].revents || state == PYSLIRP_READY_CLOSED) &&
+        pyslirp_reap(s))
+        state = PYSLIRP_READY_EXITED;
+    give_to_reaper(s);
+    if (state != PYSLIRP_READY_PENDING) {
+        pthread_mutex_lock(&lock);
+        s->ready_state = state;
+        close_fd(&s->ready_fd);
+        restore_locked(s);
+        if (state == PYSLIRP_READY_OK)
+            close_fd(&s->out_fd);
+        pthread_mutex_unlock(&lock);
+    }
+    return state;
 }
 
 int pyslirp_signal(struct pyslirp_slot *s, int sig, int group)

@@ -2,7 +2,8 @@
  * The child side of pyslirp.spawn: one straight sequence of set-up steps between
  * clone(CLONE_VM|CLONE_VFORK) and execve. The child shares the parent's memory, so it
  * runs only async-signal-safe code: syscalls and their thin libc wrappers, no malloc,
- * no stdio. A failing step leaves through a close-on-exec pipe as a {step, errno} record.
+ * no stdio. A failing step writes a {step, errno} record into the parent's memory and
+ * exits; the parent, resumed once the child has exec'd or exited (CLONE_VFORK), reads it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -12,6 +13,7 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -37,16 +39,17 @@ struct child_context {
     const int *fd_src; /* the caller's fds and the ones made for the child, by target */
     const int *fd_dst;
     int nfds;
-    int errfd;
+    volatile struct error_record *record; /* the parent's: written before a failed exit */
     int fd_limit;
     pid_t parent_pid;
     int cwd_fd; /* the caller's cwd, to return to after joining a mount namespace */
     int fd_cut; /* every fd the child needs is below this */
 };
 
-static void __attribute__((noreturn)) fail(int errfd, int step, int err)
+static void __attribute__((noreturn)) fail(const struct child_context *ctx, int step, int err)
 {
-    write_record(errfd, step, err);
+    ctx->record->step = step;
+    ctx->record->err = err;
     _exit(127);
 }
 
@@ -80,7 +83,6 @@ static int child_main(void *arg)
 {
     const struct child_context *ctx = arg;
     const struct pyslirp_spawn_args *a = ctx->args;
-    int errfd = ctx->errfd;
     int nfds = ctx->nfds;
     int top = nfds ? ctx->fd_dst[nfds - 1] : 2;
     int src[nfds > 0 ? nfds : 1];
@@ -95,41 +97,35 @@ static int child_main(void *arg)
      * closed one by one. Before Linux 5.9, a copy of the whole table. */
     if (syscall(SYS_close_range, (unsigned int)ctx->fd_cut, ~0U, CLOSE_RANGE_UNSHARE) != 0 &&
         unshare(CLONE_FILES) != 0)
-        fail(errfd, PYSLIRP_STEP_FDS, errno);
-    /* The error pipe must outlive every dup2 below: keep it above all targets. */
-    if (errfd <= top) {
-        errfd = fcntl(errfd, F_DUPFD_CLOEXEC, top + 1);
-        if (errfd < 0)
-            fail(ctx->errfd, PYSLIRP_STEP_FDS, errno);
-    }
+        fail(ctx, PYSLIRP_STEP_FDS, errno);
 
     if ((err = reset_signal_handlers()) != 0)
-        fail(errfd, PYSLIRP_STEP_SIGNALS, err);
+        fail(ctx, PYSLIRP_STEP_SIGNALS, err);
 
     if (a->setpgid && setpgid(0, 0) != 0)
-        fail(errfd, PYSLIRP_STEP_SETPGID, errno);
+        fail(ctx, PYSLIRP_STEP_SETPGID, errno);
     if (a->new_namespaces && unshare(a->new_namespaces) != 0)
-        fail(errfd, PYSLIRP_STEP_NEW_NAMESPACES, errno);
+        fail(ctx, PYSLIRP_STEP_NEW_NAMESPACES, errno);
     /* The user namespace first: it grants the capabilities the next steps need. */
     if (a->userns_fd >= 0 && setns(a->userns_fd, CLONE_NEWUSER) != 0)
-        fail(errfd, PYSLIRP_STEP_SETNS_USER, errno);
+        fail(ctx, PYSLIRP_STEP_SETNS_USER, errno);
     if (a->netns_fd >= 0 && setns(a->netns_fd, CLONE_NEWNET) != 0)
-        fail(errfd, PYSLIRP_STEP_SETNS_NET, errno);
+        fail(ctx, PYSLIRP_STEP_SETNS_NET, errno);
     /* setns to a mount namespace moves the cwd to its root: come back to the caller's. */
     if (a->mntns_fd >= 0 && (setns(a->mntns_fd, CLONE_NEWNS) != 0 || fchdir(ctx->cwd_fd) != 0))
-        fail(errfd, PYSLIRP_STEP_SETNS_MOUNTS, errno);
+        fail(ctx, PYSLIRP_STEP_SETNS_MOUNTS, errno);
     if (a->private_mounts) {
         if (unshare(CLONE_NEWNS) != 0)
-            fail(errfd, PYSLIRP_STEP_UNSHARE_MOUNTS, errno);
+            fail(ctx, PYSLIRP_STEP_UNSHARE_MOUNTS, errno);
         /* Without this, unmounts in the new namespace propagate back to the host's. */
         if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-            fail(errfd, PYSLIRP_STEP_PRIVATE_MOUNTS, errno);
+            fail(ctx, PYSLIRP_STEP_PRIVATE_MOUNTS, errno);
     }
     if (a->umask >= 0)
         umask((mode_t)a->umask);
     if (a->pdeathsig) {
         if (prctl(PR_SET_PDEATHSIG, a->pdeathsig, 0, 0, 0) != 0)
-            fail(errfd, PYSLIRP_STEP_PDEATHSIG, errno);
+            fail(ctx, PYSLIRP_STEP_PDEATHSIG, errno);
         /* The parent may have died before prctl: deliver the signal now (it stays
          * pending, blocked, until the mask is emptied before exec). */
         if (getppid() != ctx->parent_pid)
@@ -142,7 +138,7 @@ static int child_main(void *arg)
         if (src[i] != ctx->fd_dst[i] && src[i] <= top) {
             src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, top + 1);
             if (src[i] < 0)
-                fail(errfd, PYSLIRP_STEP_FDS, errno);
+                fail(ctx, PYSLIRP_STEP_FDS, errno);
         }
     }
     /* Pass 2: put each in place; an fd already in place only loses close-on-exec. */
@@ -151,30 +147,29 @@ static int child_main(void *arg)
             int flags = fcntl(src[i], F_GETFD);
 
             if (flags < 0 || fcntl(src[i], F_SETFD, flags & ~FD_CLOEXEC) != 0)
-                fail(errfd, PYSLIRP_STEP_FDS, errno);
+                fail(ctx, PYSLIRP_STEP_FDS, errno);
         } else if (dup2(src[i], ctx->fd_dst[i]) < 0) {
-            fail(errfd, PYSLIRP_STEP_FDS, errno);
+            fail(ctx, PYSLIRP_STEP_FDS, errno);
         }
     }
 
-    /* Only 0-2 and the targets survive exec: close the gaps, mark the rest close-on-exec
-     * (the error pipe must stay open until execve succeeds). */
+    /* Only 0-2 and the targets survive exec: close the gaps, mark the rest close-on-exec. */
     for (int fd = 3, gap = 3; fd <= top + 1; fd++) {
         if (fd <= top && !is_target(ctx, fd))
             continue;
         if (close_fds(gap, fd - 1, ctx->fd_limit, 0) != 0)
-            fail(errfd, PYSLIRP_STEP_CLOSE_FDS, errno);
+            fail(ctx, PYSLIRP_STEP_CLOSE_FDS, errno);
         gap = fd + 1;
     }
     if (close_fds(top + 1, ~0U >> 1, ctx->fd_limit, CLOSE_RANGE_CLOEXEC) != 0)
-        fail(errfd, PYSLIRP_STEP_CLOSE_FDS, errno);
+        fail(ctx, PYSLIRP_STEP_CLOSE_FDS, errno);
 
     sigemptyset(&empty);
     if (sigprocmask(SIG_SETMASK, &empty, NULL) != 0)
-        fail(errfd, PYSLIRP_STEP_SIGMASK, errno);
+        fail(ctx, PYSLIRP_STEP_SIGMASK, errno);
 
     execve(a->path, a->argv, a->envp ? a->envp : environ);
-    fail(errfd, PYSLIRP_STEP_EXEC, errno);
+    fail(ctx, PYSLIRP_STEP_EXEC, errno);
 }
 
 /* The child's stack: one mmap'd region per spawning thread, kept for its next spawn and
@@ -366,6 +361,23 @@ static int fd_cut(const int *src, int n, const int *more, int n_more)
     return cut + 1;
 }
 
+/* 0 if ``fd`` is open and not hung up (see check_exit_fd), else the errno to report. */
+static int check_exit_pipe(const struct pyslirp_spawn_args *a)
+{
+    struct pollfd pfd = {.fd = -1, .events = POLLIN};
+
+    for (int i = 0; i < a->nfds; i++)
+        if (a->fd_dst[i] == a->check_exit_fd)
+            pfd.fd = a->fd_src[i];
+    if (pfd.fd < 0)
+        return EBADF;
+    if (poll(&pfd, 1, 0) < 0)
+        return errno;
+    if (pfd.revents & POLLNVAL)
+        return EBADF;
+    return pfd.revents & POLLHUP ? EPIPE : 0;
+}
+
 /* Insert (src -> dst) into the mapping kept sorted by dst; -1 if dst is taken. */
 static int map_fd(int *src, int *dst, int *n, int from, int to)
 {
@@ -392,17 +404,18 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     int fd_src[args->nfds + MADE_FDS], fd_dst[args->nfds + MADE_FDS], nfds = 0;
     struct child_context ctx = {.args = args, .fd_src = fd_src, .fd_dst = fd_dst,
                                 .parent_pid = getpid()};
-    struct error_record record;
+    volatile struct error_record record = {PYSLIRP_STEP_NONE, 0};
     sigset_t all, saved_mask;
-    int pipefd[2], pidfd = -1, step, err, handed_netns = -1, handed_userns = -1;
+    int pidfd = -1, step, err, handed_netns = -1, handed_userns = -1;
     void *stack;
     pid_t pid;
-    ssize_t n;
 
     slot->step = PYSLIRP_STEP_NONE;
     slot->err = 0;
     if (slot->pid != 0)
         return fail_parent(slot, PYSLIRP_STEP_CLONE, EBUSY);
+    if (args->check_exit_fd >= 0 && (err = check_exit_pipe(args)) != 0)
+        return fail_parent(slot, PYSLIRP_STEP_EXIT_PIPE, err);
     /* What must exist for the child to be owned is made before it exists. */
     if ((err = pyslirp_reaper_start()) != 0)
         return fail_parent(slot, PYSLIRP_STEP_REAPER, err);
@@ -451,15 +464,9 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
         return fail_parent(slot, PYSLIRP_STEP_FDS, EINVAL);
     }
     ctx.nfds = nfds;
-    if (pipe2(pipefd, O_CLOEXEC) != 0) {
-        err = errno;
-        close_made(&m, slot);
-        pyslirp_slot_restore(slot);
-        return fail_parent(slot, PYSLIRP_STEP_PIPE, err);
-    }
-    ctx.errfd = pipefd[1];
+    ctx.record = &record;
     {
-        int more[] = {pipefd[1], m.cwd, a.mntns_fd, a.netns_fd, a.userns_fd};
+        int more[] = {m.cwd, a.mntns_fd, a.netns_fd, a.userns_fd};
 
         ctx.fd_cut = fd_cut(fd_src, nfds, more, sizeof more / sizeof more[0]);
     }
@@ -472,25 +479,14 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     /* A vfork child shares errno with this thread: read it only when no child ran. */
     err = pid < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
-    close(pipefd[1]);
     if (pid < 0) {
-        close(pipefd[0]);
         close_made(&m, slot);
         pyslirp_slot_restore(slot);
         return fail_parent(slot, PYSLIRP_STEP_CLONE, err);
     }
-
-    do
-        n = read(pipefd[0], &record, sizeof record);
-    while (n < 0 && errno == EINTR);
-    close(pipefd[0]);
-    if (n != 0) {
+    if (record.step != PYSLIRP_STEP_NONE) {
         int status;
 
-        if (n != (ssize_t)sizeof record) {
-            record.step = PYSLIRP_STEP_PIPE;
-            record.err = n < 0 ? errno : EIO;
-        }
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
         close(pidfd);
@@ -519,4 +515,11 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
         return fail_parent(slot, PYSLIRP_STEP_REAPER, err);
     }
     return 0;
+}
+
+int pyslirp_adopts_orphans(void)
+{
+    int subreaper = 0;
+
+    return getpid() == 1 || (prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0) == 0 && subreaper);
 }

@@ -31,7 +31,8 @@
 #define PYSLIRP_STEP_REAPER 15
 #define PYSLIRP_STEP_STACK 16
 #define PYSLIRP_STEP_MEMFD 17
-#define PYSLIRP_STEP_SETNS_MOUNTS 18
+#define PYSLIRP_STEP_EXIT_PIPE 18
+#define PYSLIRP_STEP_SETNS_MOUNTS 19
 
 /* Child fd numbers are at most this; the slot holds at most this many extra pidfds. */
 #define PYSLIRP_MAX_EXTRA_PIDFDS 4
@@ -45,6 +46,10 @@ struct pyslirp_spawn_args {
     int nfds;
     int ready_fd;             /* child fd of a new ready pipe's write end, or -1 */
     int exit_fd;              /* child fd of the owner pipe's read end (see spawn.c), or -1 */
+    /* A child fd of fd_dst whose parent fd must be a pipe's read end with its write end
+     * open (the caller's exit pipe), or -1: else step EXIT_PIPE, EBADF (not open) or
+     * EPIPE (the write end is closed: the child would exit at once). */
+    int check_exit_fd;
     int log_fds;              /* bit 0: stdout, bit 1: stderr go to a new log memfd */
     int capture_stdout;       /* stdout goes to a new memfd of its own (slot->out_fd) */
     const char *stdin_data;   /* stdin reads these bytes from a memfd, or NULL */
@@ -86,6 +91,7 @@ struct pyslirp_slot {
     int sysctl_fd;    /* the sysctl held for the child's start, or -1 */
     char sysctl_old[16]; /* its value before, written back on restore */
     int extra_pidfds[PYSLIRP_MAX_EXTRA_PIDFDS]; /* processes the child started, or -1 */
+    int ready_state;  /* PYSLIRP_READY_*: what pyslirp_ready found */
     int step;         /* PYSLIRP_STEP_NONE, or the step a failed spawn stopped at */
     int err;          /* errno of that step */
     int refs;         /* the owner's reference and, while it watches, the reaper's */
@@ -101,6 +107,9 @@ void pyslirp_slot_restore(struct pyslirp_slot *slot);
 /* Close one of the slot's fds (by its address in the slot) and mark it -1; the pidfd
  * only once the child has been reaped. */
 void pyslirp_slot_close(struct pyslirp_slot *slot, int *fd);
+/* Close every fd of the slot (put the held sysctl back first); the pidfd only once the
+ * child has been reaped. */
+void pyslirp_slot_release(struct pyslirp_slot *slot);
 /* Open ``pid``'s pidfd into the first free extra slot; -1 with errno on failure. */
 int pyslirp_slot_add_pidfd(struct pyslirp_slot *slot, pid_t pid);
 /* Open (creating) and flock ``path`` exclusively without blocking into slot->lock_fd.
@@ -115,6 +124,18 @@ int pyslirp_reap(struct pyslirp_slot *slot);
 /* Wait up to timeout_ms (-1: for ever) for the child to exit, then reap it: 1 if it has,
  * 0 if not, -1 with errno (EINTR: a signal came; ECHILD: not this process's child). */
 int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
+/* What pyslirp_ready found. */
+#define PYSLIRP_READY_PENDING 0 /* nothing yet: the timeout passed */
+#define PYSLIRP_READY_OK 1      /* the child wrote a byte to its ready pipe */
+#define PYSLIRP_READY_EXITED 2  /* the child exited (and was reaped) without writing one */
+#define PYSLIRP_READY_CLOSED 3  /* the ready pipe is at EOF and the child not yet reaped */
+/* Wait up to timeout_ms (-1: for ever) for the child's ready byte or its exit; a byte
+ * written just before the exit wins. The first answer other than PENDING is kept (later
+ * calls return it at once), and with it the ready pipe is closed, the held sysctl put
+ * back and a captured stdout (read only for errors before ready) closed. -1 with errno
+ * (EINTR: a signal came; ECHILD: not this process's child; EBADF: no ready pipe). While
+ * it waits, the reaper does not watch the child: this caller reaps a child that died. */
+int pyslirp_ready(struct pyslirp_slot *slot, int timeout_ms);
 /* Send ``sig`` to the child (and its process group, when ``group``) unless it was reaped. */
 int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
 /* Hand a freshly spawned child to the reaper; 0 or an errno (used by pyslirp_spawn). */
@@ -127,6 +148,9 @@ int pyslirp_socket_in_netns(const char *netns, int domain, int type, int protoco
 
 /* Remove the directory tree at ``path`` (a missing one too); 0 or the first errno. */
 int pyslirp_remove_tree(const char *path);
+
+/* 1 if orphans are re-parented to this process (it is PID 1 or a child subreaper). */
+int pyslirp_adopts_orphans(void);
 
 /* In a forked child: close this process's copy of the owner pipe (see spawn.c). */
 void pyslirp_forget_owner_pipe(void);

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .ports import PortMapping, parse_publish
     from .process import DEVNULL, Child, spawn
     from .rootlessport import setup_rootless_port_mapping_via_rlk
-    from .slirp4netns import SetupResult, close_all, setup
+    from .slirp4netns import SetupPlan, SetupResult, close_all, setup
 
 # Where each public name lives. They are imported on first use, so that `import pyslirp`
 # (and the CLI's start-up) pays only for what a program touches.
@@ -74,7 +74,7 @@ _HOMES = {
     **dict.fromkeys(["PortMapping", "parse_publish"], ".ports"),
     **dict.fromkeys(["DEVNULL", "Child", "spawn"], ".process"),
     "setup_rootless_port_mapping_via_rlk": ".rootlessport",
-    **dict.fromkeys(["SetupResult", "close_all", "setup"], ".slirp4netns"),
+    **dict.fromkeys(["SetupPlan", "SetupResult", "close_all", "setup"], ".slirp4netns"),
 }
 
 
@@ -113,6 +113,7 @@ __all__ = [
     "PortMappingError",
     "ReadyTimeout",
     "SetupOptions",
+    "SetupPlan",
     "SetupResult",
     "SlirpError",
     "StartError",

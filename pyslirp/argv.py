@@ -70,9 +70,3 @@ def build_argv(
         argv.append(f"--userns-path={userns_path}")
     argv += [NETNS_TYPE, netns, TAP_NAME]
     return argv
-
-
-def with_netns(argv: list[str], netns: str) -> list[str]:
-    """``argv`` (from :func:`build_argv`) naming the netns ``netns`` instead."""
-    at = argv.index(NETNS_TYPE) + 1
-    return [*argv[:at], netns, *argv[at + 1 :]]

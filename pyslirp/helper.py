@@ -10,6 +10,7 @@ only, and exits with it however it dies (its exit fd is the process's owner pipe
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import itertools
@@ -25,7 +26,8 @@ from typing import Any
 
 from ._spawn import lib
 from .errors import ReadyTimeout, StartError
-from .process import Child, spawn
+from .exitpipe import exit_pipe_error
+from .process import STEPS, Child, SpawnPlan
 from .steps import Steps, Wait, drive
 
 PRIVATE_DIR_PREFIX = "pyslirp-"
@@ -34,6 +36,9 @@ PRIVATE_DIR_LOCK = ".lock"
 LOG_TAIL = 64 * 1024  # bytes of a helper's log kept for errors and log()
 MESSAGE_LINES = 8  # lines of that log an error message quotes, at most
 MESSAGE_CHARS = 2000
+READY, CLOSED = lib.PYSLIRP_READY_OK, lib.PYSLIRP_READY_CLOSED
+PENDING = lib.PYSLIRP_READY_PENDING
+EXIT_PIPE = STEPS[lib.PYSLIRP_STEP_EXIT_PIPE]
 EXIT_GRACE = 0.1  # seconds a helper that closed its ready fd gets to exit
 KILL_WAIT = 1.0  # seconds a finalizer waits for a helper it SIGKILLed
 
@@ -87,11 +92,22 @@ class Helper:
         return self.private_dir
 
     def spawn(self, argv: list[str], **kwargs: Any) -> None:
-        """Start the helper (see :func:`~pyslirp.spawn.spawn`) into this handle."""
+        """Start the helper (see :func:`~pyslirp.process.spawn`) into this handle."""
         try:
-            spawn(argv, child=self.child, **kwargs)
+            plan = SpawnPlan(argv, **kwargs)
         except OSError as exc:
             raise start_error(f"cannot start {argv[0]}", exc) from exc
+        self.start(plan)
+
+    def start(self, plan: SpawnPlan, **kwargs: Any) -> None:
+        """Start the helper from ``plan`` (see :meth:`~pyslirp.process.SpawnPlan.spawn`,
+        which takes ``kwargs``) into this handle."""
+        try:
+            plan.spawn(self.child, **kwargs)
+        except OSError as exc:
+            if exc.errno in (errno.EBADF, errno.EPIPE) and getattr(exc, "step", "") == EXIT_PIPE:
+                raise exit_pipe_error(self.name, exc.filename, exc.errno) from None
+            raise start_error(f"cannot start {plan.args[0].decode(errors='replace')}", exc) from exc
 
     def log(self) -> str:
         """What the helper wrote to its log (the last 64 KiB), or "" when it has none; it
@@ -107,37 +123,46 @@ class Helper:
     def wait_ready(self, deadline: float) -> None:
         """Return once the helper writes a byte to its ready pipe; raise
         :class:`StartError` the moment it exits or closes the pipe without writing, and
-        :class:`ReadyTimeout` at ``deadline`` (a :func:`time.monotonic` value). The ready
-        pipe is closed either way."""
-        drive(self.ready_steps(deadline))
+        :class:`ReadyTimeout` at ``deadline`` (a :func:`time.monotonic` value). The wait
+        is one call into C (:meth:`~pyslirp.process.Child.ready`); once it answers, the
+        ready pipe is closed and a held sysctl put back."""
+        child = self.child
+        state = child.ready(deadline - time.monotonic())
+        while state == PENDING and time.monotonic() < deadline:
+            state = child.ready(deadline - time.monotonic())  # a signal came
+        if state == CLOSED and child.pidfd >= 0:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(max(0.0, min(EXIT_GRACE, deadline - time.monotonic())))
+        if state != READY:
+            raise self._not_ready(state)
 
     def ready_steps(self, deadline: float) -> Steps[None]:
-        """:meth:`wait_ready` as steps (see :mod:`pyslirp.steps`)."""
-        ready_fd, pidfd = self.child.fd("ready_fd"), self.child.pidfd
+        """:meth:`wait_ready` as steps (see :mod:`pyslirp.steps`): the same C call, asked
+        without waiting each time the driver finds the ready pipe or the pidfd readable."""
+        child = self.child
+        ready_fd, pidfd = child.fd("ready_fd"), child.pidfd
         # Without a pidfd it was reaped already: the ready pipe is at EOF or has data.
         fds = (ready_fd, pidfd) if pidfd >= 0 else (ready_fd,)
-        try:
-            while True:
-                ready = yield Wait(fds, deadline)
-                # A helper may write its byte and exit at once: the byte wins.
-                if ready_fd in ready:
-                    if os.read(ready_fd, 1):
-                        self.child.close_fd("out_fd")  # read only for errors before ready
-                        return
-                    # EOF: usually the helper is on its way out; say how it ended if it does.
-                    if pidfd >= 0:
-                        yield Wait((pidfd,), min(deadline, time.monotonic() + EXIT_GRACE))
-                    returncode = self.child.poll()
-                    reason = "closed its ready fd without writing"
-                    if returncode is not None:
-                        reason = _exit_reason(returncode)
-                    raise self.error(f"{self.label} {reason}")
-                if pidfd in ready:
-                    raise self.error(f"{self.label} {_exit_reason(self.child.wait())}")
-                if time.monotonic() >= deadline:
-                    raise self.error(f"{self.label} did not become ready in time", ReadyTimeout)
-        finally:
-            self.child.close_fd("ready_fd")
+        state = child.ready()
+        while state == PENDING and time.monotonic() < deadline:
+            yield Wait(fds, deadline)
+            state = child.ready()
+        if state == CLOSED and child.pidfd >= 0:
+            # Usually the helper is on its way out: say how it ended if it does.
+            yield Wait((child.pidfd,), min(deadline, time.monotonic() + EXIT_GRACE))
+        if state != READY:
+            raise self._not_ready(state)
+
+    def _not_ready(self, state: int) -> StartError:
+        """The error for a helper that did not get ready (``state``: what
+        :meth:`~pyslirp.process.Child.ready` last said); its ready pipe is closed."""
+        self.child.close_fd("ready_fd")
+        if state == PENDING:
+            return self.error(f"{self.label} did not become ready in time", ReadyTimeout)
+        returncode = self.child.poll()
+        if returncode is None:
+            return self.error(f"{self.label} closed its ready fd without writing")
+        return self.error(f"{self.label} {_exit_reason(returncode)}")
 
     def error(self, message: str, kind: type[StartError] = StartError) -> StartError:
         """A :class:`StartError` (or ``kind``) saying ``message`` and the last lines of the
@@ -181,8 +206,12 @@ class Helper:
             return
         self._closing = True  # interrupted from here on, __del__ finishes the job quietly
         try:
-            if self.child.owned_here and self.child.pid:
-                yield from self._stop_steps(timeout)
+            child = self.child
+            if child.owned_here and child.pid:
+                if child.returncode is None or child.tracked_pidfds():
+                    yield from self._stop_steps(timeout)
+                else:  # it died on its own (before ready, say): nothing to stop
+                    _reap_adopted(self.pid)
         finally:
             try:
                 if then is not None and self._owner == os.getpid():
@@ -247,10 +276,7 @@ class Helper:
         run again by the finalizer."""
         if self.private_dir is not None and self._owner == os.getpid():
             remove_tree(self.private_dir)  # still locked: ours alone
-        self.child.restore()
-        for name in ("ready_fd", "log_fd", "out_fd", "lock_fd", "pidfd"):
-            self.child.close_fd(name)
-        self.child.close_tracked()
+        self.child.release()
         self._stopped = True
 
     def __enter__(self) -> Helper:
@@ -368,6 +394,8 @@ def _reap_adopted(group: int) -> None:
     Usually the group is empty by now (zombies would count): then our children, maybe a
     thousand other helpers, are not looked at at all.
     """
+    if not lib.pyslirp_adopts_orphans():
+        return
     try:
         os.killpg(group, 0)
     except ProcessLookupError:

@@ -213,11 +213,27 @@ class SetupOptions:
         object.__setattr__(self, "ports", _check_ports(self.ports))
         object.__setattr__(self, "extra_options", check_strings(self.extra_options))
         for name in ("slirp4netns_exit_pipe_r", "rootless_port_exit_pipe_r"):
-            _check_fd(name, getattr(self, name))
+            check_fd(name, getattr(self, name))
         check_pdeathsig(self.pdeathsig)
         check_ready_timeout(self.ready_timeout)
         network = parse_options(self.config.network_cmd_options, self.extra_options)
         object.__setattr__(self, "_network", network)
+        # What a SetupPlan depends on (see pyslirp.slirp4netns): made once, here.
+        plan_key = (
+            self.config,
+            self.extra_options,
+            bool(self.ports),  # which ports is each setup's own
+            self.pdeathsig,
+            self.userns_path,
+            self.slirp4netns_exit_pipe_r is None,
+        )
+        object.__setattr__(self, "_plan_key", plan_key)
+
+    @property
+    def plan_key(self) -> tuple[object, ...]:
+        """The values a :class:`~pyslirp.SetupPlan` made from these options depends on."""
+        key: tuple[object, ...] = self.__dict__["_plan_key"]
+        return key
 
     @property
     def network(self) -> NetworkOptions:
@@ -273,7 +289,7 @@ def _sequence_of(
     return checked
 
 
-def _check_fd(name: str, value: object) -> None:
+def check_fd(name: str, value: object) -> None:
     if value is None:
         return
     fd = value if isinstance(value, int) else getattr(value, "fileno", None)

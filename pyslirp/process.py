@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeAlias, TypeVar
 
 from ._spawn import ffi, lib
@@ -36,7 +36,7 @@ StrPath: TypeAlias = "str | bytes | os.PathLike[str] | os.PathLike[bytes]"
 FdLike: TypeAlias = "int | HasFileno"
 T = TypeVar("T")
 
-_STEPS = {
+STEPS = {
     lib.PYSLIRP_STEP_SIGNALS: "reset signal handlers",
     lib.PYSLIRP_STEP_SETPGID: "setpgid",
     lib.PYSLIRP_STEP_NEW_NAMESPACES: "unshare(new namespaces)",
@@ -54,6 +54,7 @@ _STEPS = {
     lib.PYSLIRP_STEP_REAPER: "start the reaper",
     lib.PYSLIRP_STEP_STACK: "map the child's stack",
     lib.PYSLIRP_STEP_MEMFD: "make memfds",
+    lib.PYSLIRP_STEP_EXIT_PIPE: "check the exit pipe",
     lib.PYSLIRP_STEP_SETNS_MOUNTS: "setns(mnt)",
 }
 
@@ -116,14 +117,24 @@ class Child:
         """The pidfds :meth:`track` holds."""
         return [fd for fd in self._slot.extra_pidfds if fd >= 0]
 
-    def restore(self) -> None:
-        """Put back the sysctl ``hold_sysctl`` set for the child's start."""
-        lib.pyslirp_slot_restore(self._slot)
+    def ready(self, timeout: float | None = 0.0) -> int:
+        """Whether the child has written its ready byte: ``lib.PYSLIRP_READY_OK``,
+        ``_EXITED`` (reaped without writing one), ``_CLOSED`` (its ready pipe at EOF, the
+        child not yet reaped) or ``_PENDING``, after waiting up to ``timeout`` seconds
+        (None: for ever) with the GIL released; ``_PENDING`` too when a signal came (its
+        handler runs on return). See ``pyslirp_ready`` in ``csrc/spawn.h``."""
+        ms = -1 if timeout is None else math.ceil(max(timeout, 0.0) * 1000)
+        state = int(lib.pyslirp_ready(self._slot, ms))
+        if state < 0:
+            if ffi.errno != errno.EINTR:
+                raise OSError(ffi.errno, os.strerror(ffi.errno))
+            return int(lib.PYSLIRP_READY_PENDING)
+        return state
 
-    def close_tracked(self) -> None:
-        """Close the pidfds :meth:`track` holds."""
-        for index in range(lib.PYSLIRP_MAX_EXTRA_PIDFDS):
-            lib.pyslirp_slot_close(self._slot, self._slot.extra_pidfds + index)
+    def release(self) -> None:
+        """Close every fd made for the child (a held sysctl put back first), and the
+        pidfd too once the child has been reaped; the child itself is left alone."""
+        lib.pyslirp_slot_release(self._slot)
 
     def lock(self, path: str) -> None:
         """Take an exclusive lock on the file ``path`` (created if missing) for as long as
@@ -284,6 +295,15 @@ def _c_strings(items: Sequence[bytes], keep: list[Any]) -> Any:
     return ffi.new("char *[]", [*strings, ffi.NULL])
 
 
+def _source(target: int, value: FdLike | None) -> int:
+    """The parent fd behind child fd ``target``: -1 for one given later, PYSLIRP_DEVNULL."""
+    if value is None:
+        return -1
+    if value is DEVNULL:
+        return int(lib.PYSLIRP_DEVNULL)
+    return _fileno(f"parent fd for child fd {target}", value)
+
+
 def _child_fd(name: str, value: int | None) -> int:
     if value is None:
         return -1
@@ -337,146 +357,346 @@ def spawn(
 
     Made in C for the child, their parent ends owned by the returned :class:`Child` from
     the moment it exists (see :meth:`Child.fd`): ``ready_fd``, the child fd of a new
-    pipe's write end; ``exit_fd``, the child fd of the read end of this process's owner
-    pipe, whose write end pyslirp holds until the process dies: the child sees EOF there
-    when its owner is gone, however it went; ``log``, stdout (unless
-    captured) and stderr into a memfd; ``capture_stdout``, stdout into a memfd of its own;
-    ``input``, bytes stdin reads from a memfd. ``hold_sysctl`` is (netns, sysctl path,
-    value): set there before the clone, best effort, until :meth:`Child.restore` (or the
-    handle's end) puts the old value back. Pass ``child`` (a new, unspawned
-    :class:`Child`) to own the process through a handle made beforehand.
+    pipe's write end (see :meth:`Child.ready`); ``exit_fd``, the child fd of the read end
+    of this process's owner pipe, whose write end pyslirp holds until the process dies:
+    the child sees EOF there when its owner is gone, however it went; ``log``, stdout
+    (unless captured) and stderr into a memfd; ``capture_stdout``, stdout into a memfd of
+    its own; ``input``, bytes stdin reads from a memfd. ``hold_sysctl`` is (netns, sysctl
+    path, value): set there before the clone, best effort, until :meth:`Child.ready`
+    answers or :meth:`Child.release` (or the handle's end) puts the old value back. Pass
+    ``child`` (a new, unspawned :class:`Child`) to own the process through a handle made
+    beforehand.
 
     A name without a slash is looked up with :func:`~pyslirp.lookpath.look_path`. Errors
     are :class:`OSError` subclasses with a ``step`` attribute naming the step that failed.
     """
-    if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence) or not argv:
-        raise TypeError(f"argv must be a non-empty sequence of strings, not {argv!r}")
-    args = [_arg_bytes("argv item", a) for a in argv]
-    exe = _arg_bytes("executable", executable if executable is not None else argv[0])
-    envp = None if env is None else [_arg_bytes("env item", f"{k}={v}") for k, v in env.items()]
-    if not isinstance(pdeathsig, int) or not 0 <= pdeathsig < signal.NSIG:
-        raise ValueError(f"pdeathsig must be 0 or a signal number, not {pdeathsig!r}")
-    if umask is not None and (not isinstance(umask, int) or not 0 <= umask <= 0o777):
-        raise ValueError(f"umask must be 0 to 0o777, not {umask!r}")
-    if input is not None and not isinstance(input, bytes):
-        raise TypeError(f"input must be bytes, not {input!r}")
-    if mount_ns is not None and private_mounts:
-        raise ValueError("mount_ns and private_mounts exclude each other")
-    mntns_fd = -1 if mount_ns is None else _fileno("mount_ns", mount_ns)
-    made = {"ready_fd": _child_fd("ready_fd", ready_fd), "exit_fd": _child_fd("exit_fd", exit_fd)}
-    made["netns_to_fd"] = _child_fd("pass_netns", pass_netns)
-    made["userns_to_fd"] = _child_fd("pass_userns", pass_userns)
-    for name, ns, given in (("netns", netns, pass_netns), ("userns", userns, pass_userns)):
-        if given is not None and ns is None:
-            raise ValueError(f"pass_{name} needs {name}: a namespace to hand over")
-
-    mapping: dict[int, FdLike] = {}
-    for target, source in (fds or {}).items():
-        if not isinstance(target, int) or isinstance(target, bool) or target < 0:
-            raise ValueError(f"child fd must be a non-negative int, not {target!r}")
-        mapping[target] = source
-    for target, stream in enumerate((stdin, stdout, stderr)):
-        if stream is None:
-            continue
-        if target in mapping:
-            raise ValueError(f"child fd {target} is given twice (fds and a std stream)")
-        mapping[target] = stream
-    claims = [*mapping, *(fd for fd in made.values() if fd >= 0)]
-    claims += [0] if input is not None else []
-    claims += [1] if capture_stdout or log else []
-    claims += [2] if log else []
-    if len(claims) != len(set(claims)):
-        raise ValueError(f"a child fd is given twice: {sorted(claims)}")
-
-    path = exe
-    if b"/" not in exe:
-        found = look_path(os.fsdecode(exe), env)
-        if found is None:
-            error = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fsdecode(exe))
-            raise _with_step(error, lib.PYSLIRP_STEP_EXEC)
-        path = os.fsencode(found)
-
-    if child is None:
-        child = Child([os.fsdecode(a) for a in args])
-    elif child.pid:
-        raise ValueError(f"{child!r} was spawned already")
-    targets = sorted(mapping)
-    sources = [
-        lib.PYSLIRP_DEVNULL
-        if mapping[target] is DEVNULL
-        else _fileno(f"parent fd for child fd {target}", mapping[target])
-        for target in targets
-    ]
-    ns_fds, ns_paths = [], []
-    for name, ns in (("netns", netns), ("userns", userns)):
-        if ns is None or isinstance(ns, int):
-            ns_fds.append(-1 if ns is None else _fileno(name, ns))
-            ns_paths.append(ffi.NULL)
-        else:
-            ns_fds.append(-1)  # opened by the spawn call: nothing of ours to leak here
-            ns_paths.append(ffi.new("char[]", _arg_bytes(name, ns)))
-    if hold_sysctl is not None:
-        sysctl = [ffi.new("char[]", _arg_bytes("sysctl", item)) for item in hold_sysctl]
-    else:
-        sysctl = [ffi.NULL] * 3
-
-    # cdata arrays are freed with their Python objects: hold them all until the call.
-    keep: list[Any] = []
-    c_path = ffi.new("char[]", path)
-    c_argv = _c_strings(args, keep)
-    c_envp = ffi.NULL if envp is None else _c_strings(envp, keep)
-    c_input = ffi.new("char[]", input) if input is not None else ffi.NULL
-    fd_src = ffi.new("int[]", sources)
-    fd_dst = ffi.new("int[]", targets)
-    c_args = ffi.new(
-        "struct pyslirp_spawn_args *",
-        {
-            "path": c_path,
-            "argv": c_argv,
-            "envp": c_envp,
-            "fd_src": fd_src,
-            "fd_dst": fd_dst,
-            "nfds": len(targets),
-            "ready_fd": made["ready_fd"],
-            "exit_fd": made["exit_fd"],
-            "log_fds": (0 if not log else 2 if capture_stdout else 3),
-            "capture_stdout": bool(capture_stdout),
-            "stdin_data": c_input,
-            "stdin_len": len(input) if input is not None else 0,
-            "setpgid": bool(setpgid),
-            "new_namespaces": (lib.CLONE_NEWUSER if new_userns else 0)
-            | (lib.CLONE_NEWNET if new_netns else 0),
-            "pdeathsig": pdeathsig,
-            "private_mounts": bool(private_mounts),
-            "umask": -1 if umask is None else umask,
-            "netns_fd": ns_fds[0],
-            "userns_fd": ns_fds[1],
-            "mntns_fd": mntns_fd,
-            "netns_to_fd": made["netns_to_fd"],
-            "userns_to_fd": made["userns_to_fd"],
-            "netns_path": ns_paths[0],
-            "userns_path": ns_paths[1],
-            "sysctl_netns": sysctl[0],
-            "sysctl_path": sysctl[1],
-            "sysctl_value": sysctl[2],
-        },
+    key: tuple[object, ...] = (
+        tuple(argv),
+        executable,
+        tuple(fds.items()) if fds else (),
+        stdin,
+        stdout,
+        stderr,
+        setpgid,
+        new_netns,
+        new_userns,
+        pdeathsig,
+        private_mounts,
+        netns,
+        userns,
+        ready_fd,
+        exit_fd,
+        log,
+        capture_stdout,
+        input,
+        umask,
+        hold_sysctl,
+        mount_ns,
+        pass_netns,
+        pass_userns,
     )
-    slot = child._slot
-    if pdeathsig:
-        status = _SPAWNER.call(lambda: lib.pyslirp_spawn(c_args, slot))
-    else:
-        status = lib.pyslirp_spawn(c_args, slot)
-    if status != 0:
-        raise _spawn_error(slot.step, slot.err, path, netns, userns)
-    return child
+    keep = env is None and input is None  # a kept plan would keep its input too
+    try:
+        plan = _spawn_plans.get(key) if keep else None
+    except TypeError:  # an unhashable value: checked, and refused, below
+        plan, keep = None, False
+    if plan is None:
+        plan = SpawnPlan(
+            argv,
+            executable=executable,
+            fds=fds,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            setpgid=setpgid,
+            new_netns=new_netns,
+            new_userns=new_userns,
+            pdeathsig=pdeathsig,
+            private_mounts=private_mounts,
+            netns=netns,
+            userns=userns,
+            ready_fd=ready_fd,
+            exit_fd=exit_fd,
+            log=log,
+            capture_stdout=capture_stdout,
+            input=input,
+            umask=umask,
+            hold_sysctl=hold_sysctl,
+            mount_ns=mount_ns,
+            pass_netns=pass_netns,
+            pass_userns=pass_userns,
+        )
+        streams = (stdin, stdout, stderr, mount_ns, *(fds or {}).values())
+        if keep and not plan.looked_up and _all_ints(streams):
+            if len(_spawn_plans) >= _SPAWN_PLANS_KEPT:
+                _spawn_plans.pop(next(iter(_spawn_plans)), None)  # the oldest
+            _spawn_plans[key] = plan
+    return plan.spawn(child)
 
 
-def _spawn_error(step: int, err: int, exe: bytes, netns: object, userns: object) -> OSError:
-    filename: object = {
-        lib.PYSLIRP_STEP_EXEC: os.fsdecode(exe),
-        lib.PYSLIRP_STEP_SETNS_NET: netns,
-        lib.PYSLIRP_STEP_SETNS_USER: userns,
-    }.get(step)
+# spawn()'s plans, kept by its arguments: only for an executable given by path (no
+# $PATH lookup to go stale), fds given as ints (a kept file object would stay open), and
+# neither env nor input.
+_SPAWN_PLANS_KEPT = 64
+_spawn_plans: dict[tuple[object, ...], SpawnPlan] = {}
+
+
+def _all_ints(values: Iterable[object]) -> bool:
+    return all(value is None or type(value) is int for value in values)
+
+
+class SpawnPlan:
+    """:func:`spawn`'s arguments, checked and turned into C data once, for many children
+    that differ only in some argv items, in the parent fds behind the child fds that
+    ``fds`` maps to None, and in the network namespace of ``hold_sysctl`` (each given to
+    :meth:`spawn`). Takes :func:`spawn`'s arguments but ``child``, and
+    ``check_exit_fd``: a child fd of ``fds`` whose parent fd the spawn call checks first
+    is an exit pipe a child can use (open, its write end not closed; else an OSError
+    with ``step`` "check the exit pipe" and ``filename`` that parent fd). A plan that
+    hands its netns over (``pass_netns``) or joins a mount namespace may be given
+    another of each per spawn."""
+
+    def __init__(
+        self,
+        argv: Sequence[StrPath],
+        *,
+        executable: StrPath | None = None,
+        fds: Mapping[int, FdLike | None] | None = None,
+        stdin: FdLike | None = None,
+        stdout: FdLike | None = None,
+        stderr: FdLike | None = None,
+        env: Mapping[str, str] | None = None,
+        setpgid: bool = True,
+        new_netns: bool = False,
+        new_userns: bool = False,
+        pdeathsig: int = 0,
+        private_mounts: bool = False,
+        netns: StrPath | int | None = None,
+        userns: StrPath | int | None = None,
+        ready_fd: int | None = None,
+        exit_fd: int | None = None,
+        log: bool = False,
+        capture_stdout: bool = False,
+        input: bytes | None = None,
+        umask: int | None = None,
+        hold_sysctl: tuple[str, str, str] | None = None,
+        check_exit_fd: int | None = None,
+        mount_ns: FdLike | None = None,
+        pass_netns: int | None = None,
+        pass_userns: int | None = None,
+    ) -> None:
+        if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence) or not argv:
+            raise TypeError(f"argv must be a non-empty sequence of strings, not {argv!r}")
+        args = [_arg_bytes("argv item", a) for a in argv]
+        exe = _arg_bytes("executable", executable if executable is not None else argv[0])
+        envp = None if env is None else [_arg_bytes("env item", f"{k}={v}") for k, v in env.items()]
+        if not isinstance(pdeathsig, int) or not 0 <= pdeathsig < signal.NSIG:
+            raise ValueError(f"pdeathsig must be 0 or a signal number, not {pdeathsig!r}")
+        if umask is not None and (not isinstance(umask, int) or not 0 <= umask <= 0o777):
+            raise ValueError(f"umask must be 0 to 0o777, not {umask!r}")
+        if input is not None and not isinstance(input, bytes):
+            raise TypeError(f"input must be bytes, not {input!r}")
+        if mount_ns is not None and private_mounts:
+            raise ValueError("mount_ns and private_mounts exclude each other")
+        mntns_fd = -1 if mount_ns is None else _fileno("mount_ns", mount_ns)
+        made = {
+            "ready_fd": _child_fd("ready_fd", ready_fd),
+            "exit_fd": _child_fd("exit_fd", exit_fd),
+            "netns_to_fd": _child_fd("pass_netns", pass_netns),
+            "userns_to_fd": _child_fd("pass_userns", pass_userns),
+        }
+        for name, ns, given in (("netns", netns, pass_netns), ("userns", userns, pass_userns)):
+            if given is not None and ns is None:
+                raise ValueError(f"pass_{name} needs {name}: a namespace to hand over")
+
+        mapping: dict[int, FdLike | None] = {}
+        for target, source in (fds or {}).items():
+            if not isinstance(target, int) or isinstance(target, bool) or target < 0:
+                raise ValueError(f"child fd must be a non-negative int, not {target!r}")
+            mapping[target] = source
+        for target, stream in enumerate((stdin, stdout, stderr)):
+            if stream is None:
+                continue
+            if target in mapping:
+                raise ValueError(f"child fd {target} is given twice (fds and a std stream)")
+            mapping[target] = stream
+        claims = [*mapping, *(fd for fd in made.values() if fd >= 0)]
+        claims += [0] if input is not None else []
+        claims += [1] if capture_stdout or log else []
+        claims += [2] if log else []
+        if len(claims) != len(set(claims)):
+            raise ValueError(f"a child fd is given twice: {sorted(claims)}")
+
+        path = exe
+        self.looked_up = b"/" not in exe  # in $PATH
+        if self.looked_up:
+            found = look_path(os.fsdecode(exe), env)
+            if found is None:
+                error = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fsdecode(exe))
+                raise _with_step(error, lib.PYSLIRP_STEP_EXEC)
+            path = os.fsencode(found)
+
+        targets = sorted(mapping)
+        # Child fds mapped to None get their parent fd from each spawn() call.
+        self._later = {target: i for i, target in enumerate(targets) if mapping[target] is None}
+        sources = [_source(target, mapping[target]) for target in targets]
+        ns_fds, ns_paths = [], []
+        for name, ns in (("netns", netns), ("userns", userns)):
+            if ns is None or isinstance(ns, int):
+                ns_fds.append(-1 if ns is None else _fileno(name, ns))
+                ns_paths.append(ffi.NULL)
+            else:
+                ns_fds.append(-1)  # opened by the spawn call: nothing of ours to leak here
+                ns_paths.append(ffi.new("char[]", _arg_bytes(name, ns)))
+        if hold_sysctl is not None:
+            sysctl = [ffi.new("char[]", _arg_bytes("sysctl", item)) for item in hold_sysctl]
+        else:
+            sysctl = [ffi.NULL] * 3
+
+        # cdata arrays are freed with their Python objects: the plan holds them all.
+        keep: list[Any] = [*ns_paths, *sysctl]
+        self.args = args
+        self._names = [os.fsdecode(a) for a in args]
+        self._path = path
+        self._netns, self._userns = netns, userns
+        self._pdeathsig = pdeathsig
+        self._argv_items = [ffi.new("char[]", item) for item in args]
+        self._fd_src = sources
+        self._check_exit_fd = check_exit_fd
+        self._targets = targets
+        c_path = ffi.new("char[]", path)
+        c_envp = ffi.NULL if envp is None else _c_strings(envp, keep)
+        c_input = ffi.new("char[]", input) if input is not None else ffi.NULL
+        fd_src = ffi.new("int[]", sources)
+        fd_dst = ffi.new("int[]", targets)
+        c_argv = ffi.new("char *[]", [*self._argv_items, ffi.NULL])
+        keep += [c_path, c_envp, c_input, fd_src, fd_dst, c_argv]
+        self._keep = keep
+        self._c_args = ffi.new(
+            "struct pyslirp_spawn_args *",
+            {
+                "path": c_path,
+                "argv": c_argv,
+                "envp": c_envp,
+                "fd_src": fd_src,
+                "fd_dst": fd_dst,
+                "nfds": len(targets),
+                "ready_fd": made["ready_fd"],
+                "exit_fd": made["exit_fd"],
+                "check_exit_fd": _child_fd("check_exit_fd", check_exit_fd),
+                "log_fds": (0 if not log else 2 if capture_stdout else 3),
+                "capture_stdout": bool(capture_stdout),
+                "stdin_data": c_input,
+                "stdin_len": len(input) if input is not None else 0,
+                "setpgid": bool(setpgid),
+                "new_namespaces": (lib.CLONE_NEWUSER if new_userns else 0)
+                | (lib.CLONE_NEWNET if new_netns else 0),
+                "pdeathsig": pdeathsig,
+                "private_mounts": bool(private_mounts),
+                "umask": -1 if umask is None else umask,
+                "netns_fd": ns_fds[0],
+                "userns_fd": ns_fds[1],
+                "mntns_fd": mntns_fd,
+                "netns_to_fd": made["netns_to_fd"],
+                "userns_to_fd": made["userns_to_fd"],
+                "netns_path": ns_paths[0],
+                "userns_path": ns_paths[1],
+                "sysctl_netns": sysctl[0],
+                "sysctl_path": sysctl[1],
+                "sysctl_value": sysctl[2],
+            },
+        )
+
+    def spawn(
+        self,
+        child: Child | None = None,
+        *,
+        argv: Mapping[int, StrPath] | None = None,
+        fds: Mapping[int, FdLike] | None = None,
+        sysctl_netns: StrPath | None = None,
+        input: bytes | None = None,
+        netns: StrPath | None = None,
+        mount_ns: int | None = None,
+    ) -> Child:
+        """Start one child (into ``child``, a new, unspawned :class:`Child`, if given),
+        with ``argv``'s items (index: value) and ``fds``'s parent fds (for the child fds
+        the plan left to None) in place, ``hold_sysctl`` in ``sysctl_netns``,
+        ``input`` for the plan's (when it was made with some), and ``netns`` (a path)
+        and ``mount_ns`` (an fd) for the plan's."""
+        if child is None:
+            child = Child(self._names)
+        elif child.pid:
+            raise ValueError(f"{child!r} was spawned already")
+        c_args = self._c_args
+        keep: list[Any] = []
+        others = (sysctl_netns, input, netns, mount_ns)
+        if argv or fds or self._later or any(other is not None for other in others):
+            c_args = ffi.new("struct pyslirp_spawn_args *", c_args[0])
+            if netns is not None:
+                c_args.netns_path = netns_path = ffi.new("char[]", _arg_bytes("netns", netns))
+                c_args.netns_fd = -1
+                keep.append(netns_path)
+            if mount_ns is not None:
+                if c_args.private_mounts:
+                    raise ValueError("mount_ns and private_mounts exclude each other")
+                c_args.mntns_fd = _fileno("mount_ns", mount_ns)
+            if input is not None:
+                if c_args.stdin_data == ffi.NULL or not isinstance(input, bytes):
+                    raise ValueError("input must be bytes, for a plan made with input")
+                c_args.stdin_data = input_c = ffi.new("char[]", input)
+                c_args.stdin_len = len(input)
+                keep.append(input_c)
+            if argv:
+                items = self._argv_items.copy()
+                for index, value in argv.items():
+                    items[index] = ffi.new("char[]", _arg_bytes("argv item", value))
+                keep.append(items)
+                c_args.argv = argv_c = ffi.new("char *[]", [*items, ffi.NULL])
+                keep.append(argv_c)
+            if fds or self._later:
+                given = fds or {}
+                if set(given) != set(self._later):
+                    raise ValueError(f"fds must give child fds {sorted(self._later)}, not {fds!r}")
+                sources = self._fd_src.copy()
+                for target, source in given.items():
+                    sources[self._later[target]] = _fileno(
+                        f"parent fd for child fd {target}", source
+                    )
+                c_args.fd_src = fd_src = ffi.new("int[]", sources)
+                keep.append(fd_src)
+            if sysctl_netns is not None:
+                c_args.sysctl_netns = netns_c = ffi.new(
+                    "char[]", _arg_bytes("sysctl", sysctl_netns)
+                )
+                keep.append(netns_c)
+        slot = child._slot
+        if self._pdeathsig:
+            status = _SPAWNER.call(lambda: lib.pyslirp_spawn(c_args, slot))
+        else:
+            status = lib.pyslirp_spawn(c_args, slot)
+        if status != 0:
+            raise self._error(slot.step, slot.err, fds, netns)
+        return child
+
+    def _error(
+        self, step: int, err: int, fds: Mapping[int, FdLike] | None, netns: StrPath | None
+    ) -> OSError:
+        """The OSError for a spawn that failed at ``step`` with ``err``."""
+        exit_fd = self._check_exit_fd
+        if step == lib.PYSLIRP_STEP_EXIT_PIPE and exit_fd is not None:
+            given = (fds or {}).get(exit_fd)
+            source = self._fd_src[self._targets.index(exit_fd)] if given is None else given
+            return _spawn_error(step, err, _fileno("exit pipe", source))
+        filename = {
+            lib.PYSLIRP_STEP_EXEC: os.fsdecode(self._path),
+            lib.PYSLIRP_STEP_SETNS_NET: self._netns if netns is None else netns,
+            lib.PYSLIRP_STEP_SETNS_USER: self._userns,
+        }.get(step)
+        return _spawn_error(step, err, filename)
+
+
+def _spawn_error(step: int, err: int, filename: object) -> OSError:
     if isinstance(filename, (bytes, os.PathLike)):
         filename = os.fsdecode(filename)
     error = (
@@ -488,7 +708,7 @@ def _spawn_error(step: int, err: int, exe: bytes, netns: object, userns: object)
 
 
 def _with_step(error: OSError, step: int) -> OSError:
-    step_name = _STEPS.get(step, f"step {step}")
+    step_name = STEPS.get(step, f"step {step}")
     setattr(error, "step", step_name)  # noqa: B010 - OSError subclasses have no such slot
     error.add_note(f"pyslirp.spawn failed at: {step_name}")
     return error

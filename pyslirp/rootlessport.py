@@ -20,9 +20,10 @@ from .addresses import NetStatus, SubnetLike, get_rootless_port_child_ip
 from .errors import OptionError, StartError
 from .exitpipe import check_exit_pipe
 from .gostrconv import go_quote
-from .helper import Helper
+from .helper import Helper, start_error
 from .options import SetupOptions, fd_of
 from .ports import PortMapping
+from .process import SpawnPlan
 from .steps import Steps, drive
 
 __all__ = ["rootlessport_config", "setup_rootless_port_mapping_via_rlk"]
@@ -92,27 +93,49 @@ def rootless_port_mapping_steps(
     check_tmp_dir(opts.config.tmp_dir)
     if opts.rootless_port_exit_pipe_r is not None:
         check_exit_pipe(BINARY_NAME, opts.rootless_port_exit_pipe_r)
-    binary = opts.config.find_helper_binary(BINARY_NAME)
+    plan = rootlessport_plan(opts.config.find_helper_binary(BINARY_NAME), opts)
     helper = Helper(BINARY_NAME)
     try:
-        yield from start_rootlessport(helper, binary, opts, slirp_subnet, net_status, deadline)
+        yield from start_rootlessport(helper, plan, opts, slirp_subnet, net_status, deadline)
     except BaseException:
         helper.close(timeout=0)
         raise
     return helper
 
 
+def rootlessport_plan(binary: str, opts: SetupOptions) -> SpawnPlan:
+    """How the rootlessport ``binary`` is spawned for ``opts``: its config on stdin (given
+    per spawn), the caller's exit pipe (given per spawn) or this process's owner pipe."""
+    caller_exit = opts.rootless_port_exit_pipe_r is not None
+    try:
+        return SpawnPlan(
+            [BINARY_NAME],
+            executable=binary,
+            fds={EXIT_FD: None} if caller_exit else None,
+            check_exit_fd=EXIT_FD if caller_exit else None,
+            exit_fd=None if caller_exit else EXIT_FD,
+            ready_fd=READY_FD,
+            input=b"",
+            capture_stdout=True,  # where it says why it failed
+            log=True,  # stderr: its debug log
+            pdeathsig=opts.pdeathsig,
+            userns=opts.userns_path,
+        )
+    except OSError as exc:
+        raise start_error(f"cannot start {binary}", exc) from exc
+
+
 def start_rootlessport(
     helper: Helper,
-    binary: str,
+    plan: SpawnPlan,
     opts: SetupOptions,
     slirp_subnet: SubnetLike,
     net_status: NetStatus | None,
     deadline: float,
 ) -> Steps[None]:
-    """Start rootlessport (``binary``) into ``helper``, which the caller already owns, and
-    wait until ``deadline`` for it to be ready. Its state lives in a private directory of
-    the helper's, removed when it stops."""
+    """Start rootlessport (as ``plan`` says: see :func:`rootlessport_plan`) into
+    ``helper``, which the caller already owns, and wait until ``deadline`` for it to be
+    ready. Its state lives in a private directory of the helper's, removed when it stops."""
     state_dir = helper.make_private_dir(opts.config.tmp_dir)
     payload = json.dumps(
         rootlessport_config(
@@ -125,17 +148,10 @@ def start_rootlessport(
         )
     ).encode()
     caller_exit = opts.rootless_port_exit_pipe_r
-    helper.spawn(
-        [BINARY_NAME],
-        executable=binary,
-        fds={EXIT_FD: fd_of(caller_exit)} if caller_exit is not None else None,
-        exit_fd=EXIT_FD if caller_exit is None else None,
-        ready_fd=READY_FD,
+    helper.start(
+        plan,
         input=payload,
-        capture_stdout=True,  # where it says why it failed
-        log=True,  # stderr: its debug log
-        pdeathsig=opts.pdeathsig,
-        userns=opts.userns_path,
+        fds={EXIT_FD: fd_of(caller_exit)} if caller_exit is not None else None,
     )
     try:
         yield from helper.ready_steps(deadline)

@@ -12,34 +12,30 @@ its own exit pipes, the helpers exit when this process dies, however it dies.
 from __future__ import annotations
 
 import contextlib
-import logging
+import dataclasses
 import os
 import socket
 import time
 import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Network
-from typing import Any
 
 from .addresses import DEFAULT_SUBNET
 from .apisocket import request_steps
-from .argv import BINARY_NAME, EXIT_FD, NETNS_FD, READY_FD, build_argv, with_netns
+from .argv import BINARY_NAME, EXIT_FD, NETNS_FD, READY_FD, build_argv
 from .errors import OptionError, StartError
 from .exitpipe import check_exit_pipe
 from .features import probe_features
 from .gostrconv import go_quote
 from .helper import Helper, start_error
 from .mounttemplate import MountTemplate, template_for
-from .options import SetupOptions, fd_of
-from .ports import slirp4netns_hostfwd_args
-from .process import DEVNULL, Child
-from .rootlessport import check_tmp_dir, start_rootlessport
+from .options import SetupOptions, check_fd, check_path, fd_of
+from .ports import PortMapping, slirp4netns_hostfwd_args
+from .process import DEVNULL, Child, FdLike, SpawnPlan
+from .rootlessport import check_tmp_dir, rootlessport_plan, start_rootlessport
 from .steps import Steps, drive, drive_all
 
-__all__ = ["SetupOptions", "SetupResult", "close_all", "setup"]
-
-logger = logging.getLogger("pyslirp")
+__all__ = ["SetupOptions", "SetupPlan", "SetupResult", "close_all", "setup"]
 
 ACCEPT_DAD = "/proc/sys/net/ipv6/conf/default/accept_dad"
 SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), the terminating NUL included
@@ -174,17 +170,6 @@ def close_all(results: Iterable[SetupResult], timeout: float = 5.0) -> None:
     drive_all(result.close_steps(timeout) for result in results)
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """Everything decided before the spawn."""
-
-    argv: list[str]
-    api_socket: str | None
-    hostfwds: list[dict[str, Any]]
-    rootlessport: str | None  # its binary, when it publishes the ports
-    private_mounts: bool
-
-
 def setup(opts: SetupOptions) -> SetupResult:
     """Start slirp4netns for ``opts.netns``, wait until it is ready, publish the ports.
 
@@ -192,9 +177,15 @@ def setup(opts: SetupOptions) -> SetupResult:
     :class:`~pyslirp.StartError` or :class:`~pyslirp.ReadyTimeout` when slirp4netns does
     not come up, and :class:`~pyslirp.PortForwardError` when a port cannot be published.
     On any error, Ctrl-C included, nothing is left behind: no process, fd, socket file
-    or changed sysctl.
+    or changed sysctl. What does not change from one network to the next is worked out
+    once (see :class:`SetupPlan`).
     """
-    return drive(setup_steps(opts))
+    plan = _kept_plan(opts)
+    try:
+        return plan._setup(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
+    except _StalePlan:
+        pass  # its binary moved: once more, with a new plan
+    return _new_plan(opts)._setup(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
 
 
 def setup_steps(opts: SetupOptions) -> Steps[SetupResult]:
@@ -204,84 +195,303 @@ def setup_steps(opts: SetupOptions) -> Steps[SetupResult]:
     thrown in at a wait: a cancellation), it is closed at once (SIGKILL) and the error
     goes on.
     """
-    started = time.monotonic()
-    deadline = started + opts.ready_timeout
-    plan = _plan(opts)
-    network = opts.network
-    result = SetupResult(
-        network.cidr or DEFAULT_SUBNET,
-        network.enable_ipv6,
-        plan.api_socket,
-        label=f"{BINARY_NAME} for netns {opts.netns}",
-    )
+    plan = _kept_plan(opts)
     try:
-        slirp4netns = result.slirp4netns
-        if plan.api_socket is not None:
-            _claim_api_socket(slirp4netns.child, plan.api_socket)
-        _spawn(slirp4netns, opts, plan)
+        return (yield from plan._steps(opts))
+    except _StalePlan:
+        pass  # its binary moved: once more, with a new plan
+    return (yield from _new_plan(opts)._steps(opts))
+
+
+class _StalePlan(Exception):
+    """A kept plan's binary or search path changed (seen after a spawn, or when the
+    spawn failed): the setup was undone, to be made again with a new plan."""
+
+
+class SetupPlan:
+    """What :func:`setup` decides once for networks set up alike, so that each
+    :meth:`setup` does only the per-network work: the options checked, slirp4netns found
+    and its features probed, its argv and spawn arguments built (as C data).
+
+    ``SetupPlan(opts)`` takes everything from ``opts`` but what :meth:`setup` is given
+    for each network: ``netns``, ``container_id`` and the exit pipes. :func:`setup`
+    keeps plans of its own, looked up by the options' value; it makes a new one when the
+    binary it found is replaced (another inode or mtime at that path) or ``$PATH`` or
+    ``$CONTAINERS_HELPER_BINARY_DIR`` change. A plan you hold never looks again: make a
+    new one when you change those.
+    """
+
+    def __init__(self, opts: SetupOptions) -> None:
+        config, network = opts.config, opts.network
+        self._opts = opts
+        self._kept = False  # True: setup() keeps it, and checks it is current each time
+        self.euid = os.geteuid()
+        self.subnet = network.cidr or DEFAULT_SUBNET
+        self.ipv6 = network.enable_ipv6
+        self._env = _binary_env()
+        self.binary = config.find_network_cmd()
+        self._identity = _identity(self.binary)
+        self._api = bool(opts.ports) and network.port_handler == "slirp4netns"
+        api_socket = None
+        if self._api:
+            api_socket = _api_socket_path(config.tmp_dir, opts.container_id)
+            _check_api_socket(api_socket)
+        self._rootlessport: str | None = None  # its binary, when it publishes the ports
+        self._rootlessport_plans: dict[bool, SpawnPlan] = {}  # by: the caller's exit pipe?
+        if opts.ports and network.port_handler == "rootlesskit":
+            check_tmp_dir(config.tmp_dir)
+            self._rootlessport = config.find_helper_binary("rootlessport")  # before any spawn
+        argv = build_argv(
+            self.binary,
+            network,
+            probe_features(self.binary),
+            netns=opts.netns,
+            no_pivot_root=config.no_pivot_root,
+            exit_fd=True,
+            api_socket=api_socket,
+            userns_path=opts.userns_path,
+        )
+        self.argv = argv
+        self._netns_at = len(argv) - 2  # ... "--netns-type=path", NETNS, "tap0"
+        self._api_socket_at = argv.index("--api-socket") + 1 if self._api else -1
+        self._caller_exit = opts.slirp4netns_exit_pipe_r is not None
+        # Without a private mount namespace the sandbox's pivot_root unmounts the host's
+        # /run/netns/* (a shared mount). Making one takes root, or the user namespace that
+        # slirp4netns is started in when userns_path is given.
+        private_mounts = "--enable-sandbox" in argv and (
+            os.geteuid() == 0 or opts.userns_path is not None
+        )
+        # As root, it joins this process's template mount namespace instead, where the
+        # netns path does not exist: the netns is handed over as fd 5. Rootless, the
+        # private copy is made in the user namespace: a less privileged one, whose copies
+        # of the host's shared mounts are slaves. (See pyslirp.mounttemplate.)
+        self._in_template = (
+            private_mounts and opts.userns_path is None and self._template(None) is not None
+        )
+        if self._in_template:
+            argv[self._netns_at] = f"/proc/self/fd/{NETNS_FD}"
         try:
-            yield from slirp4netns.ready_steps(deadline)
-        finally:
-            slirp4netns.child.restore()  # accept_dad: tap0 has its addresses now
-        logger.debug("%s ready in %.1f ms", BINARY_NAME, (time.monotonic() - started) * 1e3)
-        if plan.api_socket is not None:
-            with contextlib.suppress(OSError):  # missing: the requests below say so
-                st = os.stat(plan.api_socket)
-                result._api_socket_inode = (st.st_dev, st.st_ino)
-        for hostfwd in plan.hostfwds:
-            assert plan.api_socket is not None
-            yield from request_steps(plan.api_socket, "add_hostfwd", hostfwd, deadline)
-        if plan.rootlessport is not None:
-            result.rootlessport = Helper("rootlessport")
-            yield from start_rootlessport(
-                result.rootlessport, plan.rootlessport, opts, result.subnet, None, deadline
+            self._spawn = SpawnPlan(
+                argv,
+                fds={EXIT_FD: None} if self._caller_exit else None,  # given per setup
+                check_exit_fd=EXIT_FD if self._caller_exit else None,
+                ready_fd=READY_FD,
+                exit_fd=None if self._caller_exit else EXIT_FD,
+                stdin=DEVNULL,
+                log=True,
+                umask=HELPER_UMASK,
+                pdeathsig=opts.pdeathsig,
+                private_mounts=private_mounts and not self._in_template,
+                netns=opts.netns if self._in_template else None,  # each setup's, per setup
+                pass_netns=NETNS_FD if self._in_template else None,
+                # Started inside the user namespace, as podman's rootless slirp4netns is:
+                # from outside it, slirp4netns 1.2.0's sandbox fails at setegid(0).
+                userns=opts.userns_path,
+                # IPv6 DAD would keep tap0's address tentative for 2-4 s: off while it is
+                # made (in each setup's netns).
+                hold_sysctl=(opts.netns, ACCEPT_DAD, "0") if self.ipv6 else None,
             )
-    except BaseException:
-        result.close(timeout=0)
-        raise
-    logger.debug("setup done in %.1f ms", (time.monotonic() - started) * 1e3)
-    return result
+        except OSError as exc:
+            raise start_error(f"cannot start {self.binary}", exc) from exc
 
+    def current(self) -> bool:
+        """Whether the binary found is still the one at its path, and ``$PATH`` and
+        ``$CONTAINERS_HELPER_BINARY_DIR`` are as they were (what :func:`setup` checks)."""
+        return _binary_env() == self._env and _identity(self.binary) == self._identity
 
-def _plan(opts: SetupOptions) -> _Plan:
-    config = opts.config
-    network = opts.network
-    hostfwds: list[dict[str, Any]] = []
-    api_socket = None
-    if opts.ports and network.port_handler == "slirp4netns":
-        hostfwds = [args for mapping in opts.ports for args in slirp4netns_hostfwd_args(mapping)]
-        api_socket = os.path.join(config.tmp_dir, f"{opts.container_id}.net")
-        if len(os.fsencode(_lock_path(api_socket))) >= SUN_PATH_MAX:
+    def setup(
+        self,
+        netns: str,
+        *,
+        container_id: str | None = None,
+        ports: Sequence[PortMapping] | None = None,
+        slirp4netns_exit_pipe_r: FdLike | None = None,
+        rootless_port_exit_pipe_r: FdLike | None = None,
+    ) -> SetupResult:
+        """:func:`setup` for ``netns`` with this plan: its options, with these values in
+        place of its own; the same errors, and nothing left behind. A plan made with
+        ports publishes some in each setup (its own, or ``ports``), one made without
+        none."""
+        opts = self._opts
+        if ports is not None and bool(ports) != bool(opts.ports):
             raise OptionError(
-                f"api socket path {go_quote(api_socket)} is too long "
-                f"(a unix socket path must be under {SUN_PATH_MAX - 5} bytes)"
+                f"ports {list(ports)!r}: this plan was made "
+                + ("with ports: each setup publishes some" if opts.ports else "without ports")
             )
-    rootlessport = None
-    if opts.ports and network.port_handler == "rootlesskit":
-        check_tmp_dir(config.tmp_dir)
-        rootlessport = config.find_helper_binary("rootlessport")  # missing: before any spawn
+        if (
+            container_id is not None
+            or ports is not None
+            or rootless_port_exit_pipe_r is not None
+            or self._rootlessport is not None
+        ):
+            opts = dataclasses.replace(
+                opts,
+                netns=netns,
+                container_id=opts.container_id if container_id is None else container_id,
+                ports=opts.ports if ports is None else ports,
+                slirp4netns_exit_pipe_r=slirp4netns_exit_pipe_r,
+                rootless_port_exit_pipe_r=rootless_port_exit_pipe_r,
+            )
+        else:
+            check_path("netns", netns)
+            if slirp4netns_exit_pipe_r is not None:
+                check_fd("slirp4netns_exit_pipe_r", slirp4netns_exit_pipe_r)
+        return self._setup(opts, netns, slirp4netns_exit_pipe_r)
+
+    def _setup(self, opts: SetupOptions, netns: str, exit_r: FdLike | None) -> SetupResult:
+        """The setup sequence, waited for in this thread (in C, without the GIL): start,
+        ready, publish. :meth:`_steps` is the same sequence for other drivers."""
+        deadline = time.monotonic() + opts.ready_timeout
+        result = self._start(opts, netns, exit_r)
+        try:
+            if self._kept and not self.current():  # checked while slirp4netns starts
+                raise _StalePlan
+            result.slirp4netns.wait_ready(deadline)
+            if opts.ports:
+                drive(self._publish_steps(result, opts, deadline))
+        except BaseException:
+            result.close(timeout=0)
+            raise
+        return result
+
+    def _steps(self, opts: SetupOptions) -> Steps[SetupResult]:
+        deadline = time.monotonic() + opts.ready_timeout
+        result = self._start(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
+        try:
+            if self._kept and not self.current():  # checked while slirp4netns starts
+                raise _StalePlan
+            yield from result.slirp4netns.ready_steps(deadline)
+            yield from self._publish_steps(result, opts, deadline)
+        except BaseException:
+            result.close(timeout=0)
+            raise
+        return result
+
+    def _start(self, opts: SetupOptions, netns: str, exit_r: FdLike | None) -> SetupResult:
+        """Check this network's values, make its result, and spawn slirp4netns into it:
+        ready pipe on fd 3, exit pipe on fd 4 (ours unless the caller gave one), stdout
+        and stderr into its log."""
+        if self._caller_exit != (exit_r is not None):
+            raise OptionError(
+                "slirp4netns_exit_pipe_r must be given to a plan made with one, and only then"
+            )
+        api_socket = None
+        if self._api:
+            api_socket = _api_socket_path(opts.config.tmp_dir, opts.container_id)
+            _check_api_socket(api_socket)
         if opts.rootless_port_exit_pipe_r is not None:
             check_exit_pipe("rootlessport", opts.rootless_port_exit_pipe_r)
-    if opts.slirp4netns_exit_pipe_r is not None:
-        check_exit_pipe(BINARY_NAME, opts.slirp4netns_exit_pipe_r)
-    binary = config.find_network_cmd()
-    argv = build_argv(
-        binary,
-        network,
-        probe_features(binary),
-        netns=opts.netns,
-        no_pivot_root=config.no_pivot_root,
-        exit_fd=True,
-        api_socket=api_socket,
-        userns_path=opts.userns_path,
-    )
-    # Without a private mount namespace the sandbox's pivot_root unmounts the host's
-    # /run/netns/* (a shared mount). Making one takes root, or the user namespace that
-    # slirp4netns is started in when userns_path is given.
-    private_mounts = "--enable-sandbox" in argv and (
-        os.geteuid() == 0 or opts.userns_path is not None
-    )
-    return _Plan(argv, api_socket, hostfwds, rootlessport, private_mounts)
+        result = SetupResult(
+            self.subnet, self.ipv6, api_socket, label=f"{BINARY_NAME} for netns {netns}"
+        )
+        try:
+            helper = result.slirp4netns
+            argv: dict[int, str] = {}
+            if api_socket is not None:
+                _claim_api_socket(helper.child, api_socket)
+                argv[self._api_socket_at] = api_socket
+            template = self._template(api_socket) if self._in_template else None
+            if template is None:
+                argv[self._netns_at] = netns
+            helper.start(
+                self._spawn,
+                argv=argv,
+                fds={EXIT_FD: fd_of(exit_r)} if exit_r is not None else None,
+                sysctl_netns=netns if self.ipv6 else None,
+                netns=netns if template is not None else None,
+                mount_ns=template.fd if template is not None else None,
+            )
+        except BaseException as exc:
+            result.close(timeout=0)
+            if isinstance(exc, StartError) and self._kept and not self.current():
+                raise _StalePlan from exc
+            raise
+        return result
+
+    def _template(self, api_socket: str | None) -> MountTemplate | None:
+        """The template mount namespace, with the mounts of slirp4netns's binary and API
+        socket (one statx each); None where the kernel has none (before Linux 6.8)."""
+        paths = [self.binary]
+        if api_socket is not None:
+            paths.append(os.path.dirname(api_socket))
+        try:
+            return template_for(paths)
+        except OSError as exc:
+            raise start_error(f"cannot make a mount namespace for {BINARY_NAME}", exc) from exc
+
+    def _publish_steps(
+        self, result: SetupResult, opts: SetupOptions, deadline: float
+    ) -> Steps[None]:
+        """Publish the ports, through slirp4netns's API socket or rootlessport."""
+        if result.api_socket is not None:
+            with contextlib.suppress(OSError):  # missing: the requests below say so
+                st = os.stat(result.api_socket)
+                result._api_socket_inode = (st.st_dev, st.st_ino)
+            for mapping in opts.ports:
+                for hostfwd in slirp4netns_hostfwd_args(mapping):
+                    yield from request_steps(result.api_socket, "add_hostfwd", hostfwd, deadline)
+        if self._rootlessport is not None:
+            caller_exit = opts.rootless_port_exit_pipe_r is not None
+            plan = self._rootlessport_plans.get(caller_exit)
+            if plan is None:
+                plan = self._rootlessport_plans[caller_exit] = rootlessport_plan(
+                    self._rootlessport, opts
+                )
+            result.rootlessport = Helper("rootlessport")
+            yield from start_rootlessport(
+                result.rootlessport, plan, opts, result.subnet, None, deadline
+            )
+
+
+_PLANS_KEPT = 64
+_plans: dict[tuple[object, ...], SetupPlan] = {}
+
+
+def forget_plans() -> None:
+    """Drop the plans :func:`setup` keeps (the next setups make new ones)."""
+    _plans.clear()
+
+
+def _kept_plan(opts: SetupOptions) -> SetupPlan:
+    """The plan kept from an earlier setup alike, else a new one. Whether it is still
+    current is checked after the spawn, while slirp4netns starts (see :func:`setup`)."""
+    plan = _plans.get(opts.plan_key)
+    if plan is None or plan.euid != os.geteuid():
+        plan = _new_plan(opts)
+    return plan
+
+
+def _new_plan(opts: SetupOptions) -> SetupPlan:
+    plan = SetupPlan(opts)
+    plan._kept = True
+    if len(_plans) >= _PLANS_KEPT:
+        _plans.pop(next(iter(_plans)), None)  # the oldest
+    _plans[opts.plan_key] = plan
+    return plan
+
+
+def _binary_env() -> tuple[str | None, str | None]:
+    return os.environ.get("PATH"), os.environ.get("CONTAINERS_HELPER_BINARY_DIR")
+
+
+def _identity(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def _api_socket_path(tmp_dir: str, container_id: str) -> str:
+    return os.path.join(tmp_dir, f"{container_id}.net")
+
+
+def _check_api_socket(api_socket: str) -> None:
+    if len(os.fsencode(_lock_path(api_socket))) >= SUN_PATH_MAX:
+        raise OptionError(
+            f"api socket path {go_quote(api_socket)} is too long "
+            f"(a unix socket path must be under {SUN_PATH_MAX - 5} bytes)"
+        )
 
 
 def _lock_path(api_socket: str) -> str:
@@ -320,48 +530,3 @@ def _claim_api_socket(child: Child, path: str) -> None:
     except OSError as exc:
         raise start_error(f"cannot use api socket {path}", exc) from exc
     raise StartError(f"api socket {path} is in use by a slirp4netns pyslirp did not start")
-
-
-def _spawn(helper: Helper, opts: SetupOptions, plan: _Plan) -> None:
-    """Spawn slirp4netns into ``helper``: ready pipe on fd 3, exit pipe on fd 4 (ours
-    unless the caller gave one), stdout and stderr into its log; in this process's
-    template mount namespace where it has one, with the netns on fd 5."""
-    caller_exit = opts.slirp4netns_exit_pipe_r
-    argv = plan.argv
-    template = _mount_template(plan) if plan.private_mounts and opts.userns_path is None else None
-    if template is not None:  # the netns path does not exist there: hand it over by fd
-        argv = with_netns(argv, f"/proc/self/fd/{NETNS_FD}")
-    logger.debug("starting %s", argv)
-    helper.spawn(
-        argv,
-        fds={EXIT_FD: fd_of(caller_exit)} if caller_exit is not None else None,
-        ready_fd=READY_FD,
-        exit_fd=EXIT_FD if caller_exit is None else None,
-        stdin=DEVNULL,
-        log=True,
-        umask=HELPER_UMASK,
-        pdeathsig=opts.pdeathsig,
-        # Rootless, the private copy is made in the user namespace: a less privileged
-        # one, whose copies of the host's shared mounts are slaves.
-        private_mounts=plan.private_mounts and template is None,
-        mount_ns=template.fd if template is not None else None,
-        netns=opts.netns if template is not None else None,
-        pass_netns=NETNS_FD if template is not None else None,
-        # Started inside the user namespace, as podman's rootless slirp4netns is:
-        # from outside it, slirp4netns 1.2.0's sandbox fails at setegid(0).
-        userns=opts.userns_path,
-        # IPv6 DAD would keep tap0's address tentative for 2-4 s: off while it is made.
-        hold_sysctl=(opts.netns, ACCEPT_DAD, "0") if opts.network.enable_ipv6 else None,
-    )
-
-
-def _mount_template(plan: _Plan) -> MountTemplate | None:
-    """The template mount namespace slirp4netns joins (see :mod:`pyslirp.mounttemplate`),
-    with the mounts of its binary and API socket; None: copy the host's per spawn."""
-    paths = [plan.argv[0]]
-    if plan.api_socket is not None:
-        paths.append(os.path.dirname(plan.api_socket))
-    try:
-        return template_for(paths)
-    except OSError as exc:
-        raise start_error(f"cannot make a mount namespace for {BINARY_NAME}", exc) from exc

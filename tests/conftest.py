@@ -19,6 +19,7 @@ import pytest
 import pyslirp
 from pyslirp import config as pyslirp_config
 from pyslirp import features as pyslirp_features
+from pyslirp import slirp4netns as pyslirp_slirp4netns
 
 from support.fakes import fake_rootlessport as _fake_rootlessport
 from support.fakes import fake_slirp4netns as _fake_slirp4netns
@@ -47,9 +48,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture(autouse=True)
 def _forget_caches() -> None:
-    """No test sees what another test's lookup or feature probe remembered."""
+    """No test sees what another test's lookup, feature probe or setup plan remembered."""
     pyslirp_config.clear_helper_cache()
     pyslirp_features.clear_cache()
+    pyslirp_slirp4netns.forget_plans()
 
 
 @pytest.fixture

@@ -115,8 +115,8 @@ def pids_of(name: str) -> set[int]:
         if comm == name and state != "Z":
             try:
                 environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            except (FileNotFoundError, ProcessLookupError):
-                continue
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue  # gone, or another user's (so another run's)
             if marker in environ:
                 found.add(pid)
     return found

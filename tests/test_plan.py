@@ -1,0 +1,166 @@
+"""SetupPlan and the plans setup() keeps (issue 14): worked out once, used per network,
+and made again when the binary or its search path changes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import weakref
+from pathlib import Path
+
+import pytest
+
+import pyslirp
+from pyslirp import slirp4netns
+
+from support.fakes import script
+from support.netns import addresses, default_route, echo_server, tcp_echo
+from support.options import options
+from support.ports import free_port
+from support.processes import pids_of
+
+SLIRP4NETNS = "/usr/bin/slirp4netns"
+
+
+def wrapper(directory: Path, marker: Path, drop: str = "") -> Path:
+    """``directory/slirp4netns``: the real one, but its ``--help`` without ``drop`` (a
+    flag it then refuses), and each run leaves its pid in ``marker``."""
+    return script(
+        directory / "slirp4netns",
+        f"""if [ "$1" = --help ]; then {SLIRP4NETNS} --help | sed 's/{drop or "^$"}//'; exit 0; fi
+for arg; do [ -n "{drop}" ] && [ "$arg" = "{drop}" ] && {{ echo "unknown {drop}"; exit 1; }}; done
+echo $$ >> {marker}
+exec {SLIRP4NETNS} "$@\"""",
+    )
+
+
+@pytest.mark.root
+def test_one_plan_sets_up_many_networks(hygiene, config, make_netns):
+    plan = pyslirp.SetupPlan(options(config, make_netns()))
+    results = [plan.setup(make_netns()) for _ in range(3)]
+    try:
+        assert len({result.pid for result in results}) == 3
+        for result in results:
+            netns = slirp4netns_netns(result.pid)
+            assert [a["local"] for a in addresses(netns)] == ["10.0.2.100"]
+            assert default_route(netns) == "10.0.2.2"
+    finally:
+        pyslirp.close_all(results)
+
+
+def slirp4netns_netns(pid: int) -> str:
+    """The netns path in slirp4netns's argv (the one before the tap name), as we can open
+    it: as root slirp4netns gets its netns as /proc/self/fd/5, its own fd."""
+    netns = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-3].decode()
+    return netns.replace("/proc/self/", f"/proc/{pid}/", 1)
+
+
+@pytest.mark.root
+def test_a_plan_made_with_an_exit_pipe_takes_one_per_setup(hygiene, config, make_netns):
+    r, w = os.pipe()
+    try:
+        plan = pyslirp.SetupPlan(options(config, make_netns(), slirp4netns_exit_pipe_r=r))
+        with pytest.raises(pyslirp.OptionError, match="slirp4netns_exit_pipe_r"):
+            plan.setup(make_netns())
+        with plan.setup(make_netns(), slirp4netns_exit_pipe_r=r) as result:
+            assert os.readlink(f"/proc/{result.pid}/fd/4") == os.readlink(f"/proc/self/fd/{r}")
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.root
+def test_a_plan_checks_each_network_before_spawning(hygiene, config, make_netns):
+    plan = pyslirp.SetupPlan(options(config, make_netns()))
+    with pytest.raises(pyslirp.OptionError, match="netns"):
+        plan.setup("bad\0path")
+    with pytest.raises(pyslirp.OptionError, match="container id"):
+        plan.setup(make_netns(), container_id="a/b")
+    assert not pids_of(SLIRP4NETNS)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("handler", ["rootlesskit", "slirp4netns"])
+def test_a_plan_with_ports_publishes_each_setups_own(hygiene, config, make_netns, handler):
+    plan = pyslirp.SetupPlan(options(config, make_netns(), handler=handler))
+    netns, port = make_netns(), free_port()
+    mapping = pyslirp.PortMapping(host_port=port, container_port=8080)
+    with plan.setup(netns, container_id="other", ports=[mapping]), echo_server(netns, "tcp", 8080):
+        assert tcp_echo(port).endswith(" 8080")
+    with pytest.raises(pyslirp.OptionError, match="with ports"):
+        plan.setup(make_netns(), ports=[])
+    bare = pyslirp.SetupPlan(options(config, make_netns()))
+    with pytest.raises(pyslirp.OptionError, match="without ports"):
+        bare.setup(make_netns(), ports=[mapping])
+
+
+@pytest.mark.root
+def test_setup_keeps_one_plan_for_networks_alike(hygiene, config, make_netns):
+    first = pyslirp.setup(options(config, make_netns(), container_id="a", handler="slirp4netns"))
+    second = pyslirp.setup(options(config, make_netns(), container_id="b", handler="slirp4netns"))
+    pyslirp.close_all([first, second])
+    assert len(slirp4netns._plans) == 1  # other ports and ids: the same plan
+    pyslirp.setup(options(config, make_netns(), extra_options=["mtu=1500"])).close()
+    assert len(slirp4netns._plans) == 2
+
+
+@pytest.mark.root
+def test_setup_probes_a_replaced_binary_again(hygiene, short_tmp, make_netns):
+    """The plan kept for the old binary passes --enable-seccomp; the new one refuses it:
+    setup() notices the change and builds the argv again."""
+    marker = short_tmp / "ran"
+    binary = short_tmp / "bin" / "slirp4netns"
+    shutil.copy(SLIRP4NETNS, binary.parent.mkdir() or binary)
+    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), network_cmd_path=str(binary))
+    with pyslirp.setup(options(config, make_netns())) as result:
+        assert "--enable-seccomp" in Path(f"/proc/{result.pid}/cmdline").read_text()
+    replacement = wrapper(short_tmp / "new", marker, drop="--enable-seccomp")
+    os.replace(replacement, binary)
+    with pyslirp.setup(options(config, make_netns())) as result:
+        assert "--enable-seccomp" not in Path(f"/proc/{result.pid}/cmdline").read_text()
+    assert marker.read_text().split() == [str(result.pid)]  # the stale argv never ran
+
+
+@pytest.mark.root
+def test_setup_looks_in_a_changed_path_again(hygiene, short_tmp, make_netns, monkeypatch):
+    marker = short_tmp / "ran"
+    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), helper_binaries_dir=())
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with pyslirp.setup(options(config, make_netns())) as result:
+        assert os.readlink(f"/proc/{result.pid}/exe") == SLIRP4NETNS
+    directory = wrapper(short_tmp / "first", marker).parent
+    monkeypatch.setenv("PATH", f"{directory}:/usr/bin:/bin")
+    with pyslirp.setup(options(config, make_netns())) as result:
+        pass
+    assert marker.read_text().split() == [str(result.pid)]
+
+
+@pytest.mark.root
+def test_a_plan_of_yours_keeps_its_binary(hygiene, short_tmp, make_netns, monkeypatch):
+    marker = short_tmp / "ran"
+    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), helper_binaries_dir=())
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    plan = pyslirp.SetupPlan(options(config, make_netns()))
+    assert plan.binary == SLIRP4NETNS
+    monkeypatch.setenv("PATH", f"{wrapper(short_tmp / 'w', marker).parent}:/usr/bin:/bin")
+    assert not plan.current()
+    with plan.setup(make_netns()) as result:
+        assert os.readlink(f"/proc/{result.pid}/exe") == SLIRP4NETNS
+    assert not marker.exists()
+
+
+def test_spawn_keeps_no_file_object_open(tmp_path):
+    """spawn() keeps plans for repeated calls, but never one holding a file object."""
+    with open(tmp_path / "out", "wb") as out:
+        pyslirp.spawn(["/bin/true"], stdout=out).wait()
+        gone = weakref.ref(out)
+    del out
+    assert gone() is None
+
+
+def test_spawn_looks_a_bare_name_up_each_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert pyslirp.spawn(["true"]).wait() == 0
+    script(tmp_path / "true", "exit 7")
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert pyslirp.spawn(["true"]).wait() == 7
