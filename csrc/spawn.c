@@ -328,9 +328,8 @@ static void hold_sysctl(const struct pyslirp_spawn_args *a, struct pyslirp_slot 
 }
 
 /* Move ``*fd`` to the upper half of this process's fd range, or above fd HIGH_FDS (best
- * effort): there the
- * fds a slot holds for a helper's life stay out of the way of the ones the next spawn
- * makes for a moment, and its child copies only the fds below those (see child_main). */
+ * effort): there the fds a slot holds for a helper's life stay out of the way of the ones
+ * the next spawn makes for a moment, and its child copies only those (see child_main). */
 static void move_high(int *fd)
 {
     struct rlimit limit;
@@ -344,7 +343,7 @@ static void move_high(int *fd)
         return;
     high = fcntl(*fd, F_DUPFD_CLOEXEC, high);
     if (high < 0)
-        return; /* the upper half is full: it stays where it is */
+        return; /* no free fd up there: it stays where it is */
     close(*fd);
     *fd = high;
 }
