@@ -67,11 +67,14 @@ def test_slirp4netns_runs_in_the_template_and_host_netns_mounts_survive(
     hygiene, config, make_netns
 ):
     others = [make_netns() for _ in range(3)]
-    netns = make_netns()  # made after the others: the template may be older or newer
+    template()
+    netns = make_netns()  # made after the template: not there, handed over by fd
     for _ in range(3):
         with pyslirp.setup(
             pyslirp.SetupOptions(config=config, container_id="t", netns=netns)
         ) as net:
+            argv = Path(f"/proc/{net.pid}/cmdline").read_text().split("\0")
+            assert argv[-3:-1] == ["/proc/self/fd/5", "tap0"]
             sandbox = Path(f"/proc/{net.pid}/mountinfo").read_text()
             assert "nsfs" not in sandbox
             assert link(netns)["ifname"] == "tap0"
