@@ -127,3 +127,14 @@ long long pyslirp_mount_id(const char *path)
         return -EOPNOTSUPP;
     return (long long)stx.stx_mnt_id;
 }
+
+int pyslirp_mounts_before(char *const *paths, unsigned long long first_id)
+{
+    for (; *paths != NULL; paths++) {
+        long long id = pyslirp_mount_id(*paths);
+
+        if (id < 0 || (unsigned long long)id >= first_id)
+            return 0;
+    }
+    return 1;
+}

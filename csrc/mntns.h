@@ -29,4 +29,8 @@ int pyslirp_template_make(char *const *detach, struct pyslirp_template *out);
  * -errno. Unique ids only grow: a mount made after another has a larger one. */
 long long pyslirp_mount_id(const char *path);
 
+/* 1 if every path in ``paths`` (NULL-terminated, each existing) is on a mount whose
+ * unique id is below ``first_id``; 0 if not, or if one cannot tell (ask path by path). */
+int pyslirp_mounts_before(char *const *paths, unsigned long long first_id);
+
 #endif

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 from ._spawn import ffi, lib
 
-__all__ = ["MountTemplate", "template_for"]
+__all__ = ["MountPaths", "MountTemplate", "template_for"]
 
 NETNS_DIR = "/run/netns"  # where `ip netns add` mounts namespaces (podman's too)
 
@@ -76,6 +76,24 @@ class MountTemplate:
 
     def __repr__(self) -> str:
         return f"<MountTemplate fd={self.fd} first_mount_id={self.first_mount_id}>"
+
+
+class MountPaths:
+    """Paths a template must have the mounts of (and ``/run/netns``), as C data: made
+    once, checked with one call per spawn (:meth:`template`)."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.paths = [NETNS_DIR, *(os.path.abspath(path) for path in paths)]
+        self._strings = [ffi.new("char[]", os.fsencode(path)) for path in self.paths]
+        self._c_paths = ffi.new("char *[]", [*self._strings, ffi.NULL])
+
+    def template(self) -> MountTemplate | None:
+        """This process's template, made (or made anew) to have these paths' mounts; the
+        current one is taken after one C call (a statx per path), without a lock."""
+        current = _current
+        if current is not None and lib.pyslirp_mounts_before(self._c_paths, current.first_mount_id):
+            return current
+        return template_for(self.paths)
 
 
 _lock = threading.Lock()

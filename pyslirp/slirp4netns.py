@@ -28,7 +28,7 @@ from .exitpipe import check_exit_pipe
 from .features import probe_features
 from .gostrconv import go_quote
 from .helper import Helper, start_error
-from .mounttemplate import MountTemplate, template_for
+from .mounttemplate import MountPaths, MountTemplate, template_for
 from .options import SetupOptions, check_fd, check_path, fd_of
 from .ports import PortMapping, slirp4netns_hostfwd_args
 from .process import DEVNULL, Child, FdLike, SpawnPlan
@@ -265,6 +265,7 @@ class SetupPlan:
         # netns path does not exist: the netns is handed over as fd 5. Rootless, the
         # private copy is made in the user namespace: a less privileged one, whose copies
         # of the host's shared mounts are slaves. (See pyslirp.mounttemplate.)
+        self._mount_paths = MountPaths([self.binary])
         self._in_template = (
             private_mounts and opts.userns_path is None and self._template(None) is not None
         )
@@ -411,11 +412,10 @@ class SetupPlan:
     def _template(self, api_socket: str | None) -> MountTemplate | None:
         """The template mount namespace, with the mounts of slirp4netns's binary and API
         socket (one statx each); None where the kernel has none (before Linux 6.8)."""
-        paths = [self.binary]
-        if api_socket is not None:
-            paths.append(os.path.dirname(api_socket))
         try:
-            return template_for(paths)
+            if api_socket is None:
+                return self._mount_paths.template()
+            return template_for([self.binary, os.path.dirname(api_socket)])
         except OSError as exc:
             raise start_error(f"cannot make a mount namespace for {BINARY_NAME}", exc) from exc
 
