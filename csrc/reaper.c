@@ -202,6 +202,9 @@ int pyslirp_reaper_start(void)
         err = errno;
         goto out;
     }
+    /* Long-lived: up with the others, while the caller may still be single-threaded
+     * (growing the fd table of a process with threads waits for RCU). */
+    pyslirp_move_high(&epfd);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, REAPER_STACK_SIZE);

@@ -330,7 +330,7 @@ static void hold_sysctl(const struct pyslirp_spawn_args *a, struct pyslirp_slot 
 /* Move ``*fd`` to the upper half of this process's fd range, or above fd HIGH_FDS (best
  * effort): there the fds a slot holds for a helper's life stay out of the way of the ones
  * the next spawn makes for a moment, and its child copies only those (see child_main). */
-static void move_high(int *fd)
+void pyslirp_move_high(int *fd)
 {
     struct rlimit limit;
     int high;
@@ -495,9 +495,9 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     }
 
     /* The child runs: the slot owns it, and the parent's ends of what was made for it. */
-    move_high(&pidfd);
-    move_high(&slot->log_fd);
-    move_high(&slot->out_fd);
+    pyslirp_move_high(&pidfd);
+    pyslirp_move_high(&slot->log_fd);
+    pyslirp_move_high(&slot->out_fd);
     slot->pid = pid;
     slot->pidfd = pidfd;
     slot->owner = ctx.parent_pid;

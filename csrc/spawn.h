@@ -155,6 +155,11 @@ int pyslirp_adopts_orphans(void);
 /* In a forked child: close this process's copy of the owner pipe (see spawn.c). */
 void pyslirp_forget_owner_pipe(void);
 
+/* Move ``*fd`` (closing the old one) up to where long-lived fds are kept (see spawn.c).
+ * The first such move grows the kernel's fd table, which in a process with more than one
+ * thread waits for an RCU grace period (~15 ms): the reaper's start does it first. */
+void pyslirp_move_high(int *fd);
+
 /* Start this process's reaper thread if it is not running; 0 or an errno. */
 int pyslirp_reaper_start(void);
 
