@@ -435,6 +435,8 @@ def spawn(
     return plan.spawn(child)
 
 
+_NONE_4 = (None, None, None, None)
+
 # spawn()'s plans, kept by its arguments: only for an executable given by path (no
 # $PATH lookup to go stale), fds given as ints (a kept file object would stay open), and
 # neither env nor input.
@@ -630,8 +632,7 @@ class SpawnPlan:
             raise ValueError(f"{child!r} was spawned already")
         c_args = self._c_args
         keep: list[Any] = []
-        others = (sysctl_netns, input, netns, mount_ns)
-        if argv or fds or self._later or any(other is not None for other in others):
+        if argv or fds or self._later or (sysctl_netns, input, netns, mount_ns) != _NONE_4:
             c_args = ffi.new("struct pyslirp_spawn_args *", c_args[0])
             if netns is not None:
                 c_args.netns_path = netns_path = ffi.new("char[]", _arg_bytes("netns", netns))
