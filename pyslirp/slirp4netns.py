@@ -214,7 +214,7 @@ class SetupPlan:
     and its features probed, its argv and spawn arguments built (as C data).
 
     ``SetupPlan(opts)`` takes everything from ``opts`` but what :meth:`setup` is given
-    for each network: ``netns``, ``container_id`` and the exit pipes. :func:`setup`
+    for each network: ``netns``, ``container_id``, ``ports`` and the exit pipes. :func:`setup`
     keeps plans of its own, looked up by the options' value; it makes a new one when the
     binary it found is replaced (another inode or mtime at that path) or ``$PATH`` or
     ``$CONTAINERS_HELPER_BINARY_DIR`` change. A plan you hold never looks again: make a
