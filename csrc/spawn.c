@@ -30,6 +30,7 @@
 
 #define CHILD_STACK_SIZE (64 * 1024)
 #define HIGH_FDS 4096 /* where move_high puts long-lived fds, at most */
+#define LOW_FDS 64    /* a long-lived fd below this stays where it is */
 #define MADE_FDS 7 /* ready, exit, stdin, stdout, stderr, netns, userns */
 
 extern char **environ;
@@ -495,9 +496,13 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     }
 
     /* The child runs: the slot owns it, and the parent's ends of what was made for it. */
-    pyslirp_move_high(&pidfd);
-    pyslirp_move_high(&slot->log_fd);
-    pyslirp_move_high(&slot->out_fd);
+    /* Below LOW_FDS they are in the way of nothing: the child copies a few dozen more. */
+    if (pidfd >= LOW_FDS)
+        pyslirp_move_high(&pidfd);
+    if (slot->log_fd >= LOW_FDS)
+        pyslirp_move_high(&slot->log_fd);
+    if (slot->out_fd >= LOW_FDS)
+        pyslirp_move_high(&slot->out_fd);
     slot->pid = pid;
     slot->pidfd = pidfd;
     slot->owner = ctx.parent_pid;
