@@ -370,63 +370,37 @@ def spawn(
     A name without a slash is looked up with :func:`~pyslirp.lookpath.look_path`. Errors
     are :class:`OSError` subclasses with a ``step`` attribute naming the step that failed.
     """
-    key: tuple[object, ...] = (
-        tuple(argv),
-        executable,
-        tuple(fds.items()) if fds else (),
-        stdin,
-        stdout,
-        stderr,
-        setpgid,
-        new_netns,
-        new_userns,
-        pdeathsig,
-        private_mounts,
-        netns,
-        userns,
-        ready_fd,
-        exit_fd,
-        log,
-        capture_stdout,
-        input,
-        umask,
-        hold_sysctl,
-        mount_ns,
-        pass_netns,
-        pass_userns,
-    )
+    options: dict[str, Any] = {  # all but argv, fds, env and child
+        "executable": executable,
+        "stdin": stdin,
+        "stdout": stdout,
+        "stderr": stderr,
+        "setpgid": setpgid,
+        "new_netns": new_netns,
+        "new_userns": new_userns,
+        "pdeathsig": pdeathsig,
+        "private_mounts": private_mounts,
+        "netns": netns,
+        "userns": userns,
+        "mount_ns": mount_ns,
+        "pass_netns": pass_netns,
+        "pass_userns": pass_userns,
+        "ready_fd": ready_fd,
+        "exit_fd": exit_fd,
+        "log": log,
+        "capture_stdout": capture_stdout,
+        "input": input,
+        "umask": umask,
+        "hold_sysctl": hold_sysctl,
+    }
+    key = (tuple(argv), tuple(fds.items()) if fds else (), *options.values())
     keep = env is None and input is None  # a kept plan would keep its input too
     try:
         plan = _spawn_plans.get(key) if keep else None
     except TypeError:  # an unhashable value: checked, and refused, below
         plan, keep = None, False
     if plan is None:
-        plan = SpawnPlan(
-            argv,
-            executable=executable,
-            fds=fds,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            env=env,
-            setpgid=setpgid,
-            new_netns=new_netns,
-            new_userns=new_userns,
-            pdeathsig=pdeathsig,
-            private_mounts=private_mounts,
-            netns=netns,
-            userns=userns,
-            ready_fd=ready_fd,
-            exit_fd=exit_fd,
-            log=log,
-            capture_stdout=capture_stdout,
-            input=input,
-            umask=umask,
-            hold_sysctl=hold_sysctl,
-            mount_ns=mount_ns,
-            pass_netns=pass_netns,
-            pass_userns=pass_userns,
-        )
+        plan = SpawnPlan(argv, fds=fds, env=env, **options)
         streams = (stdin, stdout, stderr, mount_ns, *(fds or {}).values())
         if keep and not plan.looked_up and _all_ints(streams):
             if len(_spawn_plans) >= _SPAWN_PLANS_KEPT:
