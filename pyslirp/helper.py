@@ -26,7 +26,6 @@ from typing import Any
 
 from ._spawn import lib
 from .errors import ReadyTimeout, StartError
-from .exitpipe import exit_pipe_error
 from .process import STEPS, Child, SpawnPlan
 from .steps import Steps, Wait, drive
 
@@ -106,7 +105,7 @@ class Helper:
             plan.spawn(self.child, **kwargs)
         except OSError as exc:
             if exc.errno in (errno.EBADF, errno.EPIPE) and getattr(exc, "step", "") == EXIT_PIPE:
-                raise exit_pipe_error(self.name, exc.filename, exc.errno) from None
+                raise _exit_pipe_error(self.name, exc.filename, exc.errno) from None
             raise start_error(f"cannot start {plan.args[0].decode(errors='replace')}", exc) from exc
 
     def log(self) -> str:
@@ -309,6 +308,17 @@ def start_error(what: str, exc: OSError) -> StartError:
     if exc.errno == errno.ENFILE:
         return StartError(f"{what}: the system is out of file descriptors (ENFILE)")
     return StartError(f"{what}: {exc}")
+
+
+def _exit_pipe_error(helper: str, fd: int, err: int) -> StartError:
+    """What is wrong with ``helper``'s exit pipe ``fd``, as the spawn call found it: not
+    open (EBADF), or its write end closed (EPIPE): it would exit as soon as it started."""
+    if err == errno.EPIPE:
+        return StartError(
+            f"cannot start {helper}: the write end of its exit pipe (fd {fd}) is already "
+            "closed, so it would exit as soon as it started"
+        )
+    return StartError(f"cannot start {helper}: its exit pipe fd {fd} is not open")
 
 
 def _remove_abandoned_dirs(parent: str) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 
 from .addresses import NetStatus, SubnetLike, get_rootless_port_child_ip
 from .errors import OptionError, StartError
-from .exitpipe import check_exit_pipe
 from .gostrconv import go_quote
 from .helper import Helper, start_error
 from .options import SetupOptions, fd_of
@@ -91,8 +90,6 @@ def rootless_port_mapping_steps(
     """:func:`setup_rootless_port_mapping_via_rlk` as steps (see :mod:`pyslirp.steps`)."""
     deadline = time.monotonic() + opts.ready_timeout
     check_tmp_dir(opts.config.tmp_dir)
-    if opts.rootless_port_exit_pipe_r is not None:
-        check_exit_pipe(BINARY_NAME, opts.rootless_port_exit_pipe_r)
     plan = rootlessport_plan(opts.config.find_helper_binary(BINARY_NAME), opts)
     helper = Helper(BINARY_NAME)
     try:

@@ -24,7 +24,6 @@ from .addresses import DEFAULT_SUBNET
 from .apisocket import request_steps
 from .argv import BINARY_NAME, EXIT_FD, NETNS_FD, READY_FD, build_argv
 from .errors import OptionError, StartError
-from .exitpipe import check_exit_pipe
 from .features import probe_features
 from .gostrconv import go_quote
 from .helper import Helper, start_error
@@ -380,8 +379,6 @@ class SetupPlan:
         if self._api:
             api_socket = _api_socket_path(opts.config.tmp_dir, opts.container_id)
             _check_api_socket(api_socket)
-        if opts.rootless_port_exit_pipe_r is not None:
-            check_exit_pipe("rootlessport", opts.rootless_port_exit_pipe_r)
         result = SetupResult(
             self.subnet, self.ipv6, api_socket, label=f"{BINARY_NAME} for netns {netns}"
         )
