@@ -83,8 +83,8 @@ class MountPaths:
     once, checked with one call per spawn (:meth:`template`)."""
 
     def __init__(self, paths: Iterable[str]) -> None:
-        self.paths = [NETNS_DIR, *(os.path.abspath(path) for path in paths)]
-        self._strings = [ffi.new("char[]", os.fsencode(path)) for path in self.paths]
+        self.paths = [os.path.abspath(path) for path in paths]
+        self._strings = [ffi.new("char[]", os.fsencode(path)) for path in [NETNS_DIR, *self.paths]]
         self._c_paths = ffi.new("char *[]", [*self._strings, ffi.NULL])
 
     def template(self) -> MountTemplate | None:

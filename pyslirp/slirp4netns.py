@@ -27,7 +27,7 @@ from .errors import OptionError, StartError
 from .features import probe_features
 from .gostrconv import go_quote
 from .helper import Helper, start_error
-from .mounttemplate import MountPaths, MountTemplate, template_for
+from .mounttemplate import MountPaths, MountTemplate
 from .options import SetupOptions, check_fd, check_path, fd_of
 from .ports import PortMapping, slirp4netns_hostfwd_args
 from .process import DEVNULL, Child, FdLike, SpawnPlan
@@ -264,9 +264,10 @@ class SetupPlan:
         # netns path does not exist: the netns is handed over as fd 5. Rootless, the
         # private copy is made in the user namespace: a less privileged one, whose copies
         # of the host's shared mounts are slaves. (See pyslirp.mounttemplate.)
-        self._mount_paths = MountPaths([self.binary])
+        # An API socket is made in tmp_dir (whatever the container id).
+        self._mount_paths = MountPaths([self.binary, *([config.tmp_dir] if self._api else [])])
         self._in_template = (
-            private_mounts and opts.userns_path is None and self._template(None) is not None
+            private_mounts and opts.userns_path is None and self._template() is not None
         )
         if self._in_template:
             argv[self._netns_at] = f"/proc/self/fd/{NETNS_FD}"
@@ -388,7 +389,7 @@ class SetupPlan:
             if api_socket is not None:
                 _claim_api_socket(helper.child, api_socket)
                 argv[self._api_socket_at] = api_socket
-            template = self._template(api_socket) if self._in_template else None
+            template = self._template() if self._in_template else None
             if template is None:
                 argv[self._netns_at] = netns
             helper.start(
@@ -406,13 +407,11 @@ class SetupPlan:
             raise
         return result
 
-    def _template(self, api_socket: str | None) -> MountTemplate | None:
-        """The template mount namespace, with the mounts of slirp4netns's binary and API
-        socket (one statx each); None where the kernel has none (before Linux 6.8)."""
+    def _template(self) -> MountTemplate | None:
+        """The template mount namespace, with the mounts of slirp4netns's binary and its
+        API socket's directory (one statx each); None before Linux 6.8."""
         try:
-            if api_socket is None:
-                return self._mount_paths.template()
-            return template_for([self.binary, os.path.dirname(api_socket)])
+            return self._mount_paths.template()
         except OSError as exc:
             raise start_error(f"cannot make a mount namespace for {BINARY_NAME}", exc) from exc
 
