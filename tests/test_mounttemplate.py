@@ -4,7 +4,6 @@ host's netns mounts survive, and what is mounted or made after the template stil
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pyslirp import mounttemplate
 from support.netns import echo_server, link, tcp_echo
 from support.ports import free_port
 from support.processes import mounted
+from support.processes import tmpfs as mounted_tmpfs
 
 pytestmark = pytest.mark.root
 
@@ -43,13 +43,8 @@ def fstypes(mounts: list[list[str]]) -> list[str]:
 @pytest.fixture
 def tmpfs(short_tmp: Path) -> Iterator[Path]:
     """A tmpfs mounted now (after the test's template, if it makes one first)."""
-    path = short_tmp / "fs"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
-    try:
+    with mounted_tmpfs(short_tmp / "fs") as path:
         yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 def test_the_template_has_no_netns_mounts_and_gets_none_made_later(hygiene, make_netns):

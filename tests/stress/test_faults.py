@@ -27,7 +27,7 @@ from pyslirp.apisocket import request
 
 from support.options import options
 from support.ports import free_port
-from support.processes import wait_asleep_in, wait_thread_gone
+from support.processes import tmpfs, wait_asleep_in, wait_thread_gone
 
 pytestmark = [pytest.mark.stress, pytest.mark.root]
 
@@ -252,13 +252,8 @@ def test_tmp_dir_that_cannot_be_created_is_start_error(leftovers, short_tmp, net
 @pytest.fixture
 def read_only_dir(short_tmp: Path) -> Iterator[Path]:
     """An empty read-only tmpfs (root ignores mode bits, not a read-only mount)."""
-    path = short_tmp / "ro"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], check=True)
-    try:
+    with tmpfs(short_tmp / "ro", "ro,size=1m") as path:
         yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
 
 
 @pytest.mark.parametrize("handler", sorted(PORT_HANDLERS))

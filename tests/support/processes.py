@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,17 @@ def poll_until(done: Callable[[], bool], timeout: float) -> bool:
 def wait_reaped(pid: int, timeout: float = 1.0) -> bool:
     """Wait until ``/proc/pid`` is gone (reaped), for at most ``timeout`` seconds."""
     return poll_until(lambda: not os.path.exists(f"/proc/{pid}"), timeout)
+
+
+@contextmanager
+def tmpfs(path: Path, options: str = "size=1m") -> Iterator[Path]:
+    """A fresh tmpfs mounted at ``path`` (made here) for the block, unmounted after."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 def mounted(path: str) -> bool:
