@@ -426,10 +426,8 @@ def report(bench: Bench, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def _goals(s: dict[str, Summary], scale: dict[str, Any], goal_rate: float) -> list[str]:
-    check = _check
-
     def ratio(name: str, floor: str, limit: float) -> str:
-        return check(f"{name} / {floor}", s[name].median / s[floor].median, limit)
+        return _check(f"{name} / {floor}", s[name].median / s[floor].median, limit)
 
     lines = []
     for at in (" @30MB", " @2GB"):
@@ -439,7 +437,7 @@ def _goals(s: dict[str, Summary], scale: dict[str, Any], goal_rate: float) -> li
         lines.append(ratio(f"setup() failure noticed{at}", f"failure noticed floor{at}", 1.2))
         v4, v6 = s[f"setup v4 floor{at}"].median, s[f"setup v6 usable floor{at}"].median
         lines.append(
-            check(
+            _check(
                 f"setup() v6 usable{at}, ms (1.2 x v4 floor + the floor's v6 delta)",
                 s[f"setup() v6 usable{at}"].median,
                 1.2 * v4 + (v6 - v4),
@@ -450,7 +448,7 @@ def _goals(s: dict[str, Summary], scale: dict[str, Any], goal_rate: float) -> li
         lines.append(f"  ({kind} @30MB, buffered / flushed each sample: {new / old:.2f}, issue 14)")
     lines.append(ratio("pasta.setup() @30MB", PASTA_FLOOR, 1.10))
     lines.append(
-        check(
+        _check(
             f"64 at once, setups/s (0.8 x floor rate x CPUs = {goal_rate * 0.8:.0f})",
             scale["scale 64 at once @30MB"]["setups_per_s"],
             goal_rate * 0.8,
@@ -463,13 +461,13 @@ def _goals(s: dict[str, Summary], scale: dict[str, Any], goal_rate: float) -> li
     aio_64 = scale["scale 64 at once asyncio @30MB"]["setups_per_s"]
     threaded_64 = scale["scale 64 at once @30MB"]["setups_per_s"]
     lines.append(
-        check("64 at once, asyncio / 64 threads (issue 13)", aio_64 / threaded_64, 1.0, False)
+        _check("64 at once, asyncio / 64 threads (issue 13)", aio_64 / threaded_64, 1.0, False)
     )
-    lines.append(check("64 at once, asyncio / C floor (issue 13)", aio_64 / floor_64, 0.9, False))
+    lines.append(_check("64 at once, asyncio / C floor (issue 13)", aio_64 / floor_64, 0.9, False))
     added = max(r["threads_added"] for r in scale["scale 64 at once asyncio @30MB"]["runs"])
-    lines.append(check("threads added during an asyncio burst (issue 13)", added, 0))
+    lines.append(_check("threads added during an asyncio burst (issue 13)", added, 0))
     import_ms = s["python -c 'import pyslirp'"].median - s[IMPORT_FLOOR].median
-    lines.append(check(f"import pyslirp, ms over {IMPORT_FLOOR} (issue 12)", import_ms, 10.0))
+    lines.append(_check(f"import pyslirp, ms over {IMPORT_FLOOR} (issue 12)", import_ms, 10.0))
     lines.append(ratio(RUN_TRUE, IMPORT_FLOOR, 1.6) + " (issue 12)")
     return lines
 
