@@ -93,7 +93,9 @@ ffibuilder.cdef(
     void pyslirp_slot_release(struct pyslirp_slot *slot);
     int pyslirp_slot_add_pidfd(struct pyslirp_slot *slot, int pid);
     int pyslirp_slot_lock(struct pyslirp_slot *slot, const char *path);
-    int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot);
+    int pyslirp_spawn_each(const struct pyslirp_spawn_args *plan, struct pyslirp_slot *slot,
+                           const char *netns, const int *later_src, const char *sysctl_netns,
+                           int mntns_fd);
     int pyslirp_reap(struct pyslirp_slot *slot);
     int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
     int pyslirp_ready(struct pyslirp_slot *slot, int timeout_ms);

@@ -521,6 +521,29 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     return 0;
 }
 
+int pyslirp_spawn_each(const struct pyslirp_spawn_args *plan, struct pyslirp_slot *slot,
+                       const char *netns, const int *later_src, const char *sysctl_netns,
+                       int mntns_fd)
+{
+    struct pyslirp_spawn_args a = *plan;
+    int fd_src[plan->nfds > 0 ? plan->nfds : 1];
+
+    if (later_src != NULL) {
+        for (int i = 0, k = 0; i < plan->nfds; i++)
+            fd_src[i] = plan->fd_src[i] == -1 ? later_src[k++] : plan->fd_src[i];
+        a.fd_src = fd_src;
+    }
+    if (netns != NULL) {
+        a.netns_path = netns;
+        a.netns_fd = -1;
+    }
+    if (sysctl_netns != NULL)
+        a.sysctl_netns = sysctl_netns;
+    if (mntns_fd >= 0)
+        a.mntns_fd = mntns_fd;
+    return pyslirp_spawn(&a, slot);
+}
+
 int pyslirp_adopts_orphans(void)
 {
     int subreaper = 0;

@@ -119,6 +119,14 @@ int pyslirp_slot_lock(struct pyslirp_slot *slot, const char *path);
 /* Start a child into ``slot``; 0, or -1 with slot->step/err set and nothing left open. */
 int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot);
 
+/* pyslirp_spawn of ``plan`` with one spawn's own values in place of its: ``netns`` (a path
+ * to join or hand over), ``later_src`` (the parent fds, in child fd order, for the child fds
+ * whose plan fd_src is -1), ``sysctl_netns``; NULL for the plan's own. ``mntns_fd``: the
+ * mount namespace to join, or -1 for the plan's. */
+int pyslirp_spawn_each(const struct pyslirp_spawn_args *plan, struct pyslirp_slot *slot,
+                       const char *netns, const int *later_src, const char *sysctl_netns,
+                       int mntns_fd);
+
 /* Collect the child's status if it has exited; 1 once it has. */
 int pyslirp_reap(struct pyslirp_slot *slot);
 /* Wait up to timeout_ms (-1: for ever) for the child to exit, then reap it: 1 if it has,

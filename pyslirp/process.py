@@ -13,6 +13,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -289,6 +290,16 @@ def _arg_bytes(name: str, value: object) -> bytes:
     return data
 
 
+_FS_ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+
+
+def _path_bytes(name: str, value: object) -> bytes:
+    """:func:`_arg_bytes`, for a plain str without the Python frames of os.fsencode."""
+    if type(value) is str and "\0" not in value:
+        return value.encode(*_FS_ENCODING)
+    return _arg_bytes(name, value)
+
+
 def _c_strings(items: Sequence[bytes], keep: list[Any]) -> Any:
     strings = [ffi.new("char[]", item) for item in items]
     keep.extend(strings)
@@ -408,8 +419,6 @@ def spawn(
             _spawn_plans[key] = plan
     return plan.spawn(child)
 
-
-_NONE_4 = (None, None, None, None)
 
 # spawn()'s plans, kept by its arguments: only for an executable given by path (no
 # $PATH lookup to go stale), fds given as ints (a kept file object would stay open), and
@@ -537,6 +546,7 @@ class SpawnPlan:
         self._path = path
         self._netns, self._userns = netns, userns
         self._pdeathsig = pdeathsig
+        self._private_mounts = private_mounts
         self._argv_items = [ffi.new("char[]", item) for item in args]
         self._fd_src = sources
         self._check_exit_fd = check_exit_fd
@@ -605,54 +615,55 @@ class SpawnPlan:
         elif child.pid:
             raise ValueError(f"{child!r} was spawned already")
         c_args = self._c_args
-        keep: list[Any] = []
-        if argv or fds or self._later or (sysctl_netns, input, netns, mount_ns) != _NONE_4:
-            c_args = ffi.new("struct pyslirp_spawn_args *", c_args[0])
-            if netns is not None:
-                c_args.netns_path = netns_path = ffi.new("char[]", _arg_bytes("netns", netns))
-                c_args.netns_fd = -1
-                keep.append(netns_path)
-            if mount_ns is not None:
-                if c_args.private_mounts:
-                    raise ValueError("mount_ns and private_mounts exclude each other")
-                c_args.mntns_fd = _fileno("mount_ns", mount_ns)
-            if input is not None:
-                if c_args.stdin_data == ffi.NULL or not isinstance(input, bytes):
-                    raise ValueError("input must be bytes, for a plan made with input")
-                c_args.stdin_data = input_c = ffi.new("char[]", input)
-                c_args.stdin_len = len(input)
-                keep.append(input_c)
-            if argv:
-                items = self._argv_items.copy()
-                for index, value in argv.items():
-                    items[index] = ffi.new("char[]", _arg_bytes("argv item", value))
-                keep.append(items)
-                c_args.argv = argv_c = ffi.new("char *[]", [*items, ffi.NULL])
-                keep.append(argv_c)
-            if fds or self._later:
-                given = fds or {}
-                if set(given) != set(self._later):
-                    raise ValueError(f"fds must give child fds {sorted(self._later)}, not {fds!r}")
-                sources = self._fd_src.copy()
-                for target, source in given.items():
-                    sources[self._later[target]] = _fileno(
-                        f"parent fd for child fd {target}", source
-                    )
-                c_args.fd_src = fd_src = ffi.new("int[]", sources)
-                keep.append(fd_src)
-            if sysctl_netns is not None:
-                c_args.sysctl_netns = netns_c = ffi.new(
-                    "char[]", _arg_bytes("sysctl", sysctl_netns)
-                )
-                keep.append(netns_c)
+        if argv or input is not None:
+            c_args, _keep = self._with(argv, input)  # (alive until the call returned)
+        later = self._later_sources(fds) if fds or self._later else ffi.NULL
+        mntns_fd = -1
+        if mount_ns is not None:
+            if self._private_mounts:
+                raise ValueError("mount_ns and private_mounts exclude each other")
+            mntns_fd = _fileno("mount_ns", mount_ns)
         slot = child._slot
+        each = (
+            c_args,
+            slot,
+            ffi.NULL if netns is None else _path_bytes("netns", netns),
+            later,
+            ffi.NULL if sysctl_netns is None else _path_bytes("sysctl", sysctl_netns),
+            mntns_fd,
+        )
         if self._pdeathsig:
-            status = _SPAWNER.call(lambda: lib.pyslirp_spawn(c_args, slot))
+            status = _SPAWNER.call(lambda: lib.pyslirp_spawn_each(*each))
         else:
-            status = lib.pyslirp_spawn(c_args, slot)
+            status = lib.pyslirp_spawn_each(*each)
         if status != 0:
             raise self._error(slot.step, slot.err, fds, netns)
         return child
+
+    def _with(self, argv: Mapping[int, StrPath] | None, input: bytes | None) -> tuple[Any, Any]:
+        """A copy of the plan's C arguments with ``argv``'s items and ``input`` in place,
+        and what keeps its new C data alive."""
+        c_args = ffi.new("struct pyslirp_spawn_args *", self._c_args[0])
+        keep: list[Any] = []
+        if input is not None:
+            if c_args.stdin_data == ffi.NULL or not isinstance(input, bytes):
+                raise ValueError("input must be bytes, for a plan made with input")
+            c_args.stdin_data = input_c = ffi.new("char[]", input)
+            c_args.stdin_len = len(input)
+            keep.append(input_c)
+        if argv:
+            items = self._argv_items.copy()
+            for index, value in argv.items():
+                items[index] = ffi.new("char[]", _arg_bytes("argv item", value))
+            c_args.argv = argv_c = ffi.new("char *[]", [*items, ffi.NULL])
+            keep += [items, argv_c]
+        return c_args, keep
+
+    def _later_sources(self, fds: Mapping[int, FdLike] | None) -> list[int]:
+        """The parent fds ``fds`` gives for the child fds the plan left to None."""
+        if fds is None or fds.keys() != self._later.keys():
+            raise ValueError(f"fds must give child fds {sorted(self._later)}, not {fds!r}")
+        return [_fileno(f"parent fd for child fd {target}", fds[target]) for target in self._later]
 
     def _error(
         self, step: int, err: int, fds: Mapping[int, FdLike] | None, netns: StrPath | None
