@@ -45,13 +45,14 @@ KILL_WAIT = 1.0  # seconds a finalizer waits for a helper it SIGKILLed
 class Helper:
     """One helper process and what was made for it; see the module docstring."""
 
+    private_dir: str | None = None
+    _closing = False
+
     def __init__(self, name: str, *, label: str | None = None) -> None:
         self.name = name
         self.label = label or name  # how errors name it: "slirp4netns for netns /run/netns/x"
         self.child = Child([name])
-        self.private_dir: str | None = None
         self._stopped = False
-        self._closing = False
         self._owner = os.getpid()  # after fork, another process holds a copy of this
         self._tracked: set[int] = set()
 
@@ -127,6 +128,8 @@ class Helper:
         ready pipe is closed and a held sysctl put back."""
         child = self.child
         state = child.ready(deadline - time.monotonic())
+        if state == READY:
+            return
         while state == PENDING and time.monotonic() < deadline:
             state = child.ready(deadline - time.monotonic())  # a signal came
         if state == CLOSED and child.pidfd >= 0:

@@ -49,6 +49,10 @@ class SetupResult:
     owns them warns (``ResourceWarning``) and kills them.
     """
 
+    rootlessport: Helper | None = None
+    _api_socket_inode: tuple[int, int] | None = None  # (st_dev, st_ino) once seen
+    _closing = False
+
     def __init__(
         self, subnet: IPv4Network, ipv6: bool, api_socket: str | None, label: str = BINARY_NAME
     ) -> None:
@@ -56,10 +60,7 @@ class SetupResult:
         self.ipv6 = ipv6
         self.api_socket = api_socket
         self.slirp4netns = Helper(BINARY_NAME, label=label)
-        self.rootlessport: Helper | None = None
-        self._api_socket_inode: tuple[int, int] | None = None
         self._closed = False
-        self._closing = False
 
     @property
     def child(self) -> Child:
@@ -314,29 +315,28 @@ class SetupPlan:
         ports publishes some in each setup (its own, or ``ports``), one made without
         none."""
         opts = self._opts
+        if (
+            container_id is None
+            and ports is None
+            and rootless_port_exit_pipe_r is None
+            and self._rootlessport is None
+        ):
+            if type(netns) is not str or not netns or "\0" in netns:
+                check_path("netns", netns)
+            return self._setup(opts, netns, slirp4netns_exit_pipe_r)
         if ports is not None and bool(ports) != bool(opts.ports):
             raise OptionError(
                 f"ports {list(ports)!r}: this plan was made "
                 + ("with ports: each setup publishes some" if opts.ports else "without ports")
             )
-        if (
-            container_id is not None
-            or ports is not None
-            or rootless_port_exit_pipe_r is not None
-            or self._rootlessport is not None
-        ):
-            opts = dataclasses.replace(
-                opts,
-                netns=netns,
-                container_id=opts.container_id if container_id is None else container_id,
-                ports=opts.ports if ports is None else ports,
-                slirp4netns_exit_pipe_r=slirp4netns_exit_pipe_r,
-                rootless_port_exit_pipe_r=rootless_port_exit_pipe_r,
-            )
-        else:
-            check_path("netns", netns)
-            if slirp4netns_exit_pipe_r is not None:
-                check_fd("slirp4netns_exit_pipe_r", slirp4netns_exit_pipe_r)
+        opts = dataclasses.replace(
+            opts,
+            netns=netns,
+            container_id=opts.container_id if container_id is None else container_id,
+            ports=opts.ports if ports is None else ports,
+            slirp4netns_exit_pipe_r=slirp4netns_exit_pipe_r,
+            rootless_port_exit_pipe_r=rootless_port_exit_pipe_r,
+        )
         return self._setup(opts, netns, slirp4netns_exit_pipe_r)
 
     def _setup(self, opts: SetupOptions, netns: str, exit_r: FdLike | None) -> SetupResult:
@@ -376,6 +376,9 @@ class SetupPlan:
             raise OptionError(
                 "slirp4netns_exit_pipe_r must be given to a plan made with one, and only then"
             )
+        if exit_r is not None and (type(exit_r) is not int or exit_r < 0):
+            check_fd("slirp4netns_exit_pipe_r", exit_r)
+            exit_r = fd_of(exit_r)
         api_socket = None
         if self._api:
             api_socket = _api_socket_path(opts.config.tmp_dir, opts.container_id)
@@ -395,7 +398,7 @@ class SetupPlan:
             helper.start(
                 self._spawn,
                 argv=argv,
-                fds={EXIT_FD: fd_of(exit_r)} if exit_r is not None else None,
+                fds={EXIT_FD: exit_r} if exit_r is not None else None,
                 sysctl_netns=netns if self.ipv6 else None,
                 netns=netns if template is not None else None,
                 mount_ns=template.fd if template is not None else None,

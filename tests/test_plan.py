@@ -4,6 +4,7 @@ and made again when the binary or its search path changes."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import weakref
 from pathlib import Path
@@ -72,10 +73,20 @@ def test_a_plan_made_with_an_exit_pipe_takes_one_per_setup(hygiene, config, make
 @pytest.mark.root
 def test_a_plan_checks_each_network_before_spawning(hygiene, config, make_netns):
     plan = pyslirp.SetupPlan(options(config, make_netns()))
-    with pytest.raises(pyslirp.OptionError, match="netns"):
-        plan.setup("bad\0path")
+    for bad_netns in ("bad\0path", "", 5, Path("/run/netns")):
+        with pytest.raises(pyslirp.OptionError, match=re.escape(f"invalid netns {bad_netns!r}")):
+            plan.setup(bad_netns)  # type: ignore[arg-type]
     with pytest.raises(pyslirp.OptionError, match="container id"):
         plan.setup(make_netns(), container_id="a/b")
+    r, w = os.pipe()
+    try:
+        with_pipe = pyslirp.SetupPlan(options(config, make_netns(), slirp4netns_exit_pipe_r=r))
+        for bad_fd in (-1, "4", True, object()):
+            with pytest.raises(pyslirp.OptionError, match="invalid slirp4netns_exit_pipe_r"):
+                with_pipe.setup(make_netns(), slirp4netns_exit_pipe_r=bad_fd)  # type: ignore
+    finally:
+        os.close(r)
+        os.close(w)
     assert not pids_of(SLIRP4NETNS)
 
 
