@@ -129,3 +129,23 @@ def test_mount_ns_that_is_not_one_is_an_error_naming_the_step(hygiene, tmp_path)
 def test_mount_ns_and_private_mounts_exclude_each_other():
     with pytest.raises(ValueError, match="mount_ns and private_mounts"):
         pyslirp.spawn(["true"], mount_ns=0, private_mounts=True)
+
+
+def test_without_a_template_slirp4netns_gets_a_private_copy_and_host_netns_mounts_survive(
+    hygiene, config, make_netns, monkeypatch
+):
+    """Before Linux 6.8 a mount's age cannot be told, so there is no template: each
+    slirp4netns gets a copy of our mounts, every one made private, and its netns by path."""
+    monkeypatch.setattr(mounttemplate, "_current", None)
+    monkeypatch.setattr(mounttemplate, "_unsupported", True)
+    others = [make_netns() for _ in range(3)]
+    netns = make_netns()
+    with pyslirp.setup(pyslirp.SetupOptions(config=config, container_id="t", netns=netns)) as net:
+        argv = Path(f"/proc/{net.pid}/cmdline").read_text().split("\0")
+        assert argv[-3:-1] == [netns, "tap0"]
+        own = Path(f"/proc/{net.pid}/mountinfo").read_text().splitlines()
+        tags = {line.split()[4]: line.split(" - ")[0].split()[6:] for line in own}
+        assert tags and {path: tag for path, tag in tags.items() if tag} == {}  # no shared:N
+        assert link(netns)["ifname"] == "tap0"
+    assert mounttemplate._current is None  # none was made
+    assert [path for path in [*others, netns] if not mounted(path)] == []
