@@ -91,9 +91,20 @@ class MountPaths:
         """This process's template, made (or made anew) to have these paths' mounts; the
         current one is taken after one C call (a statx per path), without a lock."""
         current = _current
-        if current is not None and lib.pyslirp_mounts_before(self._c_paths, current.first_mount_id):
+        if current is not None and self.in_template(current):
             return current
         return template_for(self.paths)
+
+    def latest(self) -> MountTemplate | None:
+        """This process's template as it is, unchecked (made if there is none yet): for a
+        spawn that checks :meth:`in_template` afterwards, off its critical path."""
+        current = _current
+        return current if current is not None else self.template()
+
+    def in_template(self, template: MountTemplate) -> bool:
+        """Whether these paths' mounts (and /run/netns's) are in ``template``: one C call,
+        a statx per path."""
+        return bool(lib.pyslirp_mounts_before(self._c_paths, template.first_mount_id))
 
 
 _lock = threading.Lock()

@@ -208,6 +208,12 @@ class _StalePlan(Exception):
     spawn failed): the setup was undone, to be made again with a new plan."""
 
 
+class _StaleTemplate(_StalePlan):
+    """slirp4netns was started in a template mount namespace older than a mount of one of
+    its paths (seen after the spawn, or when it failed): the setup was undone, to be made
+    again in a new template."""
+
+
 class SetupPlan:
     """What :func:`setup` decides once for networks set up alike, so that each
     :meth:`setup` does only the per-network work: the options checked, slirp4netns found
@@ -323,30 +329,35 @@ class SetupPlan:
         ):
             if type(netns) is not str or not netns or "\0" in netns:
                 check_path("netns", netns)
-            return self._setup(opts, netns, slirp4netns_exit_pipe_r)
-        if ports is not None and bool(ports) != bool(opts.ports):
-            raise OptionError(
-                f"ports {list(ports)!r}: this plan was made "
-                + ("with ports: each setup publishes some" if opts.ports else "without ports")
+        else:
+            if ports is not None and bool(ports) != bool(opts.ports):
+                raise OptionError(
+                    f"ports {list(ports)!r}: this plan was made "
+                    + ("with ports: each setup publishes some" if opts.ports else "without ports")
+                )
+            opts = dataclasses.replace(
+                opts,
+                netns=netns,
+                container_id=opts.container_id if container_id is None else container_id,
+                ports=opts.ports if ports is None else ports,
+                slirp4netns_exit_pipe_r=slirp4netns_exit_pipe_r,
+                rootless_port_exit_pipe_r=rootless_port_exit_pipe_r,
             )
-        opts = dataclasses.replace(
-            opts,
-            netns=netns,
-            container_id=opts.container_id if container_id is None else container_id,
-            ports=opts.ports if ports is None else ports,
-            slirp4netns_exit_pipe_r=slirp4netns_exit_pipe_r,
-            rootless_port_exit_pipe_r=rootless_port_exit_pipe_r,
-        )
+        try:
+            return self._setup(opts, netns, slirp4netns_exit_pipe_r)
+        except _StaleTemplate:
+            self._template()  # made anew: once more, in it
         return self._setup(opts, netns, slirp4netns_exit_pipe_r)
 
     def _setup(self, opts: SetupOptions, netns: str, exit_r: FdLike | None) -> SetupResult:
         """The setup sequence, waited for in this thread (in C, without the GIL): start,
         ready, publish. :meth:`_steps` is the same sequence for other drivers."""
         deadline = time.monotonic() + opts.ready_timeout
-        result = self._start(opts, netns, exit_r)
+        result, template = self._start(opts, netns, exit_r)
         try:
-            if self._kept and not self.current():  # checked while slirp4netns starts
-                raise _StalePlan
+            stale = self._stale(template)  # checked while slirp4netns starts
+            if stale is not None:
+                raise stale
             result.slirp4netns.wait_ready(deadline)
             if opts.ports:
                 drive(self._publish_steps(result, opts, deadline))
@@ -357,10 +368,11 @@ class SetupPlan:
 
     def _steps(self, opts: SetupOptions) -> Steps[SetupResult]:
         deadline = time.monotonic() + opts.ready_timeout
-        result = self._start(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
+        result, template = self._start(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
         try:
-            if self._kept and not self.current():  # checked while slirp4netns starts
-                raise _StalePlan
+            stale = self._stale(template)  # checked while slirp4netns starts
+            if stale is not None:
+                raise stale
             yield from result.slirp4netns.ready_steps(deadline)
             yield from self._publish_steps(result, opts, deadline)
         except BaseException:
@@ -368,10 +380,13 @@ class SetupPlan:
             raise
         return result
 
-    def _start(self, opts: SetupOptions, netns: str, exit_r: FdLike | None) -> SetupResult:
+    def _start(
+        self, opts: SetupOptions, netns: str, exit_r: FdLike | None
+    ) -> tuple[SetupResult, MountTemplate | None]:
         """Check this network's values, make its result, and spawn slirp4netns into it:
         ready pipe on fd 3, exit pipe on fd 4 (ours unless the caller gave one), stdout
-        and stderr into its log."""
+        and stderr into its log; with the template it was started in, if any (unchecked:
+        see :meth:`_stale`)."""
         if self._caller_exit != (exit_r is not None):
             raise OptionError(
                 "slirp4netns_exit_pipe_r must be given to a plan made with one, and only then"
@@ -386,13 +401,14 @@ class SetupPlan:
         result = SetupResult(
             self.subnet, self.ipv6, api_socket, label=f"{BINARY_NAME} for netns {netns}"
         )
+        template = None
         try:
             helper = result.slirp4netns
             argv: dict[int, str] = {}
             if api_socket is not None:
                 _claim_api_socket(helper.child, api_socket)
                 argv[self._api_socket_at] = api_socket
-            template = self._template() if self._in_template else None
+            template = self._template(checked=False) if self._in_template else None
             if template is None:
                 argv[self._netns_at] = netns
             helper.start(
@@ -405,16 +421,28 @@ class SetupPlan:
             )
         except BaseException as exc:
             result.close(timeout=0)
-            if isinstance(exc, StartError) and self._kept and not self.current():
-                raise _StalePlan from exc
+            stale = self._stale(template) if isinstance(exc, StartError) else None
+            if stale is not None:
+                raise stale from exc
             raise
-        return result
+        return result, template
 
-    def _template(self) -> MountTemplate | None:
+    def _stale(self, template: MountTemplate | None) -> _StalePlan | None:
+        """Why a setup just started must be made again, if it must: its template lacks the
+        mount of one of its paths (newer than it), or this kept plan's binary moved."""
+        if template is not None and not self._mount_paths.in_template(template):
+            return _StaleTemplate()
+        if self._kept and not self.current():
+            return _StalePlan()
+        return None
+
+    def _template(self, *, checked: bool = True) -> MountTemplate | None:
         """The template mount namespace, with the mounts of slirp4netns's binary and its
-        API socket's directory (one statx each); None before Linux 6.8."""
+        API socket's directory (one statx each); None before Linux 6.8. Unless
+        ``checked``, the latest as it is: :meth:`_stale` checks it while slirp4netns starts."""
+        paths = self._mount_paths
         try:
-            return self._mount_paths.template()
+            return paths.template() if checked else paths.latest()
         except OSError as exc:
             raise start_error(f"cannot make a mount namespace for {BINARY_NAME}", exc) from exc
 

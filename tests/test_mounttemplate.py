@@ -3,6 +3,7 @@ host's netns mounts survive, and what is mounted or made after the template stil
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,37 @@ def test_tmp_dir_on_a_filesystem_mounted_after_the_template(hygiene, make_netns,
             assert net.api_socket is not None and os.path.exists(net.api_socket)
         assert tcp_echo(port).endswith(" 8080")
     assert list((tmpfs / "run").iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["plan.setup", "setup"])
+def test_a_plan_made_before_a_mount_on_its_tmp_dir_starts_in_a_new_template(
+    hygiene, make_netns, short_tmp, how
+):
+    """The template is checked while slirp4netns starts: one started in a template that
+    lacks a mount of its paths is stopped, and started once more in a new template."""
+    tmp_dir, port = short_tmp / "fs" / "run", free_port()
+    opts = pyslirp.SetupOptions(
+        config=pyslirp.Config(tmp_dir=str(tmp_dir)),
+        container_id="late-mount",
+        netns=make_netns(),
+        ports=[pyslirp.PortMapping(host_port=port, container_port=8080)],
+        extra_options=["port_handler=slirp4netns"],
+    )
+    plan = pyslirp.SetupPlan(opts)
+    if how == "setup":
+        pyslirp.setup(opts).close()  # kept: its plan is made before the mount
+    before = template()
+    with mounted_tmpfs(short_tmp / "fs"):
+        netns = make_netns()
+        if how == "plan.setup":
+            started = plan.setup(netns)
+        else:
+            started = pyslirp.setup(dataclasses.replace(opts, netns=netns))
+        with started as net, echo_server(netns, "tcp", 8080):
+            assert net.api_socket is not None and os.path.exists(net.api_socket)
+            assert tcp_echo(port).endswith(" 8080")
+        assert mounttemplate.template_for([]) is not before
+        assert list(tmp_dir.iterdir()) == []
 
 
 def test_a_forked_child_makes_its_own_template(hygiene, config, netns):

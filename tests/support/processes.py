@@ -97,8 +97,9 @@ def wait_reaped(pid: int, timeout: float = 1.0) -> bool:
 
 @contextmanager
 def tmpfs(path: Path, options: str = "size=1m") -> Iterator[Path]:
-    """A fresh tmpfs mounted at ``path`` (made here) for the block, unmounted after."""
-    path.mkdir()
+    """A fresh tmpfs mounted at ``path`` (made here if missing) for the block, unmounted
+    after."""
+    path.mkdir(exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
     try:
         yield path
