@@ -40,6 +40,7 @@ PENDING = lib.PYSLIRP_READY_PENDING
 EXIT_PIPE = STEPS[lib.PYSLIRP_STEP_EXIT_PIPE]
 EXIT_GRACE = 0.1  # seconds a helper that closed its ready fd gets to exit
 KILL_WAIT = 1.0  # seconds a finalizer waits for a helper it SIGKILLed
+CHILDREN_READ = 1 << 16  # bytes of a thread's /proc children list read: 9,000 pids
 
 
 class Helper:
@@ -388,11 +389,14 @@ def _exit_reason(returncode: int) -> str:
 def _children_of(pid: int) -> list[int]:
     """The pids whose parent is ``pid``, from each thread's ``children`` list
     (CONFIG_PROC_CHILDREN, which Debian's kernels have)."""
-    children = []
+    children: list[int] = []
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as file:
-                children += [int(child) for child in file.read().split()]
+            fd = os.open(f"/proc/{pid}/task/{task}/children", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                children += map(int, os.read(fd, CHILDREN_READ).split())
+            finally:
+                os.close(fd)
     except FileNotFoundError:
         pass  # it or a thread exited meanwhile
     return children

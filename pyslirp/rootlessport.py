@@ -93,7 +93,8 @@ def rootless_port_mapping_steps(
     plan = rootlessport_plan(opts.config.find_helper_binary(BINARY_NAME), opts)
     helper = Helper(BINARY_NAME)
     try:
-        yield from start_rootlessport(helper, plan, opts, slirp_subnet, net_status, deadline)
+        payload = prepare_rootlessport(helper, opts, slirp_subnet, net_status)
+        yield from start_rootlessport(helper, plan, opts, payload, deadline)
     except BaseException:
         helper.close(timeout=0)
         raise
@@ -122,19 +123,14 @@ def rootlessport_plan(binary: str, opts: SetupOptions) -> SpawnPlan:
         raise start_error(f"cannot start {binary}", exc) from exc
 
 
-def start_rootlessport(
-    helper: Helper,
-    plan: SpawnPlan,
-    opts: SetupOptions,
-    slirp_subnet: SubnetLike,
-    net_status: NetStatus | None,
-    deadline: float,
-) -> Steps[None]:
-    """Start rootlessport (as ``plan`` says: see :func:`rootlessport_plan`) into
-    ``helper``, which the caller already owns, and wait until ``deadline`` for it to be
-    ready. Its state lives in a private directory of the helper's, removed when it stops."""
+def prepare_rootlessport(
+    helper: Helper, opts: SetupOptions, slirp_subnet: SubnetLike, net_status: NetStatus | None
+) -> bytes:
+    """What rootlessport needs before it starts, made for ``helper`` (which the caller
+    already owns; nothing here waits for slirp4netns): its state directory, a private
+    directory of the helper's removed when it stops, and its config (the JSON returned)."""
     state_dir = helper.make_private_dir(opts.config.tmp_dir)
-    payload = json.dumps(
+    return json.dumps(
         rootlessport_config(
             ports=opts.ports,
             netns=opts.netns,
@@ -144,6 +140,14 @@ def start_rootlessport(
             net_status=net_status,
         )
     ).encode()
+
+
+def start_rootlessport(
+    helper: Helper, plan: SpawnPlan, opts: SetupOptions, payload: bytes, deadline: float
+) -> Steps[None]:
+    """Start rootlessport (as ``plan`` says: see :func:`rootlessport_plan`) into
+    ``helper`` with ``payload`` (see :func:`prepare_rootlessport`) on its stdin, and wait
+    until ``deadline`` for it to be ready."""
     caller_exit = opts.rootless_port_exit_pipe_r
     helper.start(
         plan,

@@ -31,7 +31,12 @@ from .mounttemplate import MountPaths, MountTemplate
 from .options import SetupOptions, check_fd, check_path, fd_of
 from .ports import PortMapping, slirp4netns_hostfwd_args
 from .process import DEVNULL, Child, FdLike, SpawnPlan
-from .rootlessport import check_tmp_dir, rootlessport_plan, start_rootlessport
+from .rootlessport import (
+    check_tmp_dir,
+    prepare_rootlessport,
+    rootlessport_plan,
+    start_rootlessport,
+)
 from .steps import Steps, drive, drive_all
 
 __all__ = ["SetupOptions", "SetupPlan", "SetupResult", "close_all", "setup"]
@@ -358,9 +363,10 @@ class SetupPlan:
             stale = self._stale(template)  # checked while slirp4netns starts
             if stale is not None:
                 raise stale
+            payload = self._prepare_rootlessport(result, opts)  # so is this made
             result.slirp4netns.wait_ready(deadline)
             if opts.ports:
-                drive(self._publish_steps(result, opts, deadline))
+                drive(self._publish_steps(result, opts, deadline, payload))
         except BaseException:
             result.close(timeout=0)
             raise
@@ -373,8 +379,9 @@ class SetupPlan:
             stale = self._stale(template)  # checked while slirp4netns starts
             if stale is not None:
                 raise stale
+            payload = self._prepare_rootlessport(result, opts)  # so is this made
             yield from result.slirp4netns.ready_steps(deadline)
-            yield from self._publish_steps(result, opts, deadline)
+            yield from self._publish_steps(result, opts, deadline, payload)
         except BaseException:
             result.close(timeout=0)
             raise
@@ -446,10 +453,19 @@ class SetupPlan:
         except OSError as exc:
             raise start_error(f"cannot make a mount namespace for {BINARY_NAME}", exc) from exc
 
+    def _prepare_rootlessport(self, result: SetupResult, opts: SetupOptions) -> bytes | None:
+        """rootlessport's handle (under ``result``), private directory and config, when it
+        publishes the ports: made while slirp4netns starts, off the setup's critical path."""
+        if self._rootlessport is None:
+            return None
+        result.rootlessport = Helper("rootlessport")
+        return prepare_rootlessport(result.rootlessport, opts, result.subnet, None)
+
     def _publish_steps(
-        self, result: SetupResult, opts: SetupOptions, deadline: float
+        self, result: SetupResult, opts: SetupOptions, deadline: float, payload: bytes | None
     ) -> Steps[None]:
-        """Publish the ports, through slirp4netns's API socket or rootlessport."""
+        """Publish the ports, through slirp4netns's API socket or rootlessport (given its
+        config, ``payload``)."""
         if result.api_socket is not None:
             with contextlib.suppress(OSError):  # missing: the requests below say so
                 st = os.stat(result.api_socket)
@@ -457,17 +473,13 @@ class SetupPlan:
             for mapping in opts.ports:
                 for hostfwd in slirp4netns_hostfwd_args(mapping):
                     yield from request_steps(result.api_socket, "add_hostfwd", hostfwd, deadline)
-        if self._rootlessport is not None:
+        binary, helper = self._rootlessport, result.rootlessport
+        if binary is not None and helper is not None and payload is not None:
             caller_exit = opts.rootless_port_exit_pipe_r is not None
             plan = self._rootlessport_plans.get(caller_exit)
             if plan is None:
-                plan = self._rootlessport_plans[caller_exit] = rootlessport_plan(
-                    self._rootlessport, opts
-                )
-            result.rootlessport = Helper("rootlessport")
-            yield from start_rootlessport(
-                result.rootlessport, plan, opts, result.subnet, None, deadline
-            )
+                plan = self._rootlessport_plans[caller_exit] = rootlessport_plan(binary, opts)
+            yield from start_rootlessport(helper, plan, opts, payload, deadline)
 
 
 _PLANS_KEPT = 64

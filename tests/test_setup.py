@@ -202,20 +202,25 @@ FAKES = {
 
 
 @pytest.mark.parametrize("fault", sorted(FAKES))
+@pytest.mark.parametrize("ports", [False, True], ids=["no-ports", "rootlessport"])
 def test_fake_slirp4netns_faults_are_typed_and_leave_nothing(
-    hygiene, fake_slirp4netns, netns, fault
+    hygiene, fake_slirp4netns, netns, fault, ports
 ):
+    """With a port to publish, rootlessport's directory is made while slirp4netns starts:
+    it goes too."""
     body, message = FAKES[fault]
     config = fake_slirp4netns(body)
+    mappings = [pyslirp.PortMapping(host_port=free_port(), container_port=80)] if ports else []
     before = set(children())
     started = time.monotonic()
     with pytest.raises(pyslirp.StartError, match=message) as info:
-        pyslirp.setup(options(config, netns, ready_timeout=1.0))
+        pyslirp.setup(options(config, netns, ports=mappings, ready_timeout=1.0))
     assert time.monotonic() - started < 3
     assert isinstance(info.value, pyslirp.ReadyTimeout) == (fault == "never_ready")
     if fault == "exits":
         assert "fake: cannot configure" in str(info.value)
     assert set(children()) == before
+    assert_empty_or_absent(config.tmp_dir)
 
 
 def test_second_setup_with_the_same_container_id_leaves_the_first_alone(
