@@ -31,12 +31,7 @@ from .mounttemplate import MountPaths, MountTemplate
 from .options import SetupOptions, check_fd, check_path, fd_of
 from .ports import PortMapping, slirp4netns_hostfwd_args
 from .process import DEVNULL, Child, FdLike, SpawnPlan
-from .rootlessport import (
-    check_tmp_dir,
-    prepare_rootlessport,
-    rootlessport_plan,
-    start_rootlessport,
-)
+from .rootlessport import check_tmp_dir, prepare_rootlessport, rootlessport_plan, start_rootlessport
 from .steps import Steps, drive, drive_all
 
 __all__ = ["SetupOptions", "SetupPlan", "SetupResult", "close_all", "setup"]
@@ -360,10 +355,7 @@ class SetupPlan:
         deadline = time.monotonic() + opts.ready_timeout
         result, template = self._start(opts, netns, exit_r)
         try:
-            stale = self._stale(template)  # checked while slirp4netns starts
-            if stale is not None:
-                raise stale
-            payload = self._prepare_rootlessport(result, opts)  # so is this made
+            payload = self._while_starting(result, template, opts)
             result.slirp4netns.wait_ready(deadline)
             if opts.ports:
                 drive(self._publish_steps(result, opts, deadline, payload))
@@ -376,10 +368,7 @@ class SetupPlan:
         deadline = time.monotonic() + opts.ready_timeout
         result, template = self._start(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
         try:
-            stale = self._stale(template)  # checked while slirp4netns starts
-            if stale is not None:
-                raise stale
-            payload = self._prepare_rootlessport(result, opts)  # so is this made
+            payload = self._while_starting(result, template, opts)
             yield from result.slirp4netns.ready_steps(deadline)
             yield from self._publish_steps(result, opts, deadline, payload)
         except BaseException:
@@ -433,6 +422,17 @@ class SetupPlan:
                 raise stale from exc
             raise
         return result, template
+
+    def _while_starting(
+        self, result: SetupResult, template: MountTemplate | None, opts: SetupOptions
+    ) -> bytes | None:
+        """What runs between the spawn and the ready wait, off the critical path: the
+        checks of :meth:`_stale` (raised), then rootlessport's config, if it publishes the
+        ports (see :meth:`_prepare_rootlessport`)."""
+        stale = self._stale(template)
+        if stale is not None:
+            raise stale
+        return self._prepare_rootlessport(result, opts)
 
     def _stale(self, template: MountTemplate | None) -> _StalePlan | None:
         """Why a setup just started must be made again, if it must: its template lacks the
