@@ -392,11 +392,10 @@ def _children_of(pid: int) -> list[int]:
     children: list[int] = []
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
-            fd = os.open(f"/proc/{pid}/task/{task}/children", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                children += map(int, os.read(fd, CHILDREN_READ).split())
-            finally:
-                os.close(fd)
+            # Unbuffered bytes: no text decoder to make per file. (A file object, not a bare
+            # fd: one Ctrl-C cannot leak.)
+            with open(f"/proc/{pid}/task/{task}/children", "rb", buffering=0) as file:
+                children += map(int, file.read(CHILDREN_READ).split())
     except FileNotFoundError:
         pass  # it or a thread exited meanwhile
     return children
