@@ -27,6 +27,17 @@ class Summary:
         return cls(len(ms), ms[0], statistics.median(ms), p95)
 
 
+def paired_ratio(case: Sequence[Sequence[int]], floor: Sequence[Sequence[int]]) -> float:
+    """The median over rounds of a case's median over its floor's in the same round: each
+    pair measured minutes apart at most, so drift of the machine between rounds cancels."""
+    pairs = [
+        statistics.median(mine) / statistics.median(theirs)
+        for mine, theirs in zip(case, floor, strict=True)
+        if mine and theirs
+    ]
+    return statistics.median(pairs) if pairs else math.nan
+
+
 @dataclass(frozen=True)
 class Row:
     """One line of the table; ``ratio`` is None where a case has no floor."""
