@@ -12,8 +12,10 @@ netns is handed to them by fd, as its path does not exist there.
 A path on a mount newer than the template (a tmp_dir filesystem mounted since, or a
 ``/run/netns`` that ``ip netns add`` has only now made a mount) is answered with a new
 template: unique mount ids only grow, so that test is one ``statx`` per path, whatever the
-number of mounts. Unique mount ids need Linux 6.8; before, :func:`template_for` returns
-None and the caller copies the host's namespace per spawn, as before.
+number of mounts. A setup makes it after its spawn, off the critical path
+(:meth:`MountPaths.latest`, then :meth:`MountPaths.in_template`), and starts again in a
+new template when it fails. Unique mount ids need Linux 6.8; before, :func:`template_for`
+returns None and the caller copies the host's namespace per spawn, as before.
 """
 
 from __future__ import annotations
