@@ -203,9 +203,16 @@ def setup_steps(opts: SetupOptions) -> Steps[SetupResult]:
     return (yield from _new_plan(opts)._steps(opts))
 
 
-class _StalePlan(Exception):
+class _StalePlan(StartError):
     """A kept plan's binary or search path changed (seen after a spawn, or when the
-    spawn failed): the setup was undone, to be made again with a new plan."""
+    spawn failed): the setup was undone, to be made again with a new plan. Made again
+    once only: should the second go find it changed again, this is what it raises."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"{BINARY_NAME}'s binary, $PATH or a mount it uses changed while it started: "
+            "try again"
+        )
 
 
 class _StaleTemplate(_StalePlan):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import pyslirp
-from pyslirp import slirp4netns
+from pyslirp import mounttemplate, slirp4netns
 
 from support.fakes import script
 from support.netns import addresses, default_route, echo_server, tcp_echo
@@ -144,6 +144,27 @@ def test_setup_looks_in_a_changed_path_again(hygiene, short_tmp, make_netns, mon
     with pyslirp.setup(options(config, make_netns())) as result:
         pass
     assert marker.read_text().split() == [str(result.pid)]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("what", ["binary", "template"])
+def test_a_change_seen_twice_in_one_setup_is_a_start_error(
+    hygiene, config, make_netns, monkeypatch, what
+):
+    """Made again once; changed again meanwhile (a binary replaced twice, mounts made
+    twice), the setup is a StartError like any other, and leaves nothing."""
+    if what == "binary":
+        monkeypatch.setattr(pyslirp.SetupPlan, "current", lambda self: False)
+        start = lambda: pyslirp.setup(options(config, make_netns()))  # noqa: E731
+    else:
+        plan = pyslirp.SetupPlan(options(config, make_netns()))
+        if not plan._in_template:
+            pytest.skip("no template mount namespace here (Linux < 6.8)")
+        monkeypatch.setattr(mounttemplate.MountPaths, "in_template", lambda self, t: False)
+        start = lambda: plan.setup(make_netns())  # noqa: E731
+    with pytest.raises(pyslirp.StartError, match="changed while it started: try again"):
+        start()
+    assert not pids_of(SLIRP4NETNS)
 
 
 @pytest.mark.root
