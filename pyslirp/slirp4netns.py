@@ -210,8 +210,7 @@ class _StalePlan(StartError):
 
     def __init__(self) -> None:
         super().__init__(
-            f"{BINARY_NAME}'s binary, $PATH or a mount it uses changed while it started: "
-            "try again"
+            f"{BINARY_NAME}'s binary, $PATH or a mount it uses changed while it started: try again"
         )
 
 
