@@ -9,6 +9,7 @@ import os
 import sys
 import tomllib  # noqa: F401 - config loads it lazily
 
+import pyslirp.pasta  # run loads it lazily, for --network pasta
 import pyslirp.sandbox  # noqa: F401 - the CLI loads it lazily
 from pyslirp.cli import main
 
