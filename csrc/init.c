@@ -408,14 +408,8 @@ int pyslirp_init_start(const struct pyslirp_init_args *args, struct pyslirp_slot
     slot->pidfd = pidfd;
     slot->owner = getpid();
     slot->ready_fd = errpipe[0];
-    if ((err = pyslirp_watch(slot)) != 0) {
-        /* Without the reaper nobody would collect it: it must not run unowned. */
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        slot->exited = 1;
+    if ((err = pyslirp_watch(slot)) != 0)
         return fail_parent(slot, PYSLIRP_INIT_STEP_REAPER, err);
-    }
     return 0;
 }
 

@@ -225,7 +225,6 @@ out:
     return err;
 }
 
-/* Hand a freshly spawned child to the reaper; 0 or an errno. Called by pyslirp_spawn. */
 /* A free table entry's index, growing the table if needed; -1 with errno. */
 static int take_entry(void)
 {
@@ -273,6 +272,16 @@ int pyslirp_watch(struct pyslirp_slot *s)
         }
     }
     pthread_mutex_unlock(&lock);
+    if (err != 0) {
+        /* Nobody would collect it (out of memory): it must not run unowned. */
+        siginfo_t info;
+
+        syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
+        while (waitid((idtype_t)P_PIDFD, (id_t)s->pidfd, &info, WEXITED | WNOWAIT) != 0 &&
+               errno == EINTR)
+            ;
+        pyslirp_reap(s);
+    }
     return err;
 }
 
@@ -424,15 +433,8 @@ static void give_to_reaper(struct pyslirp_slot *s)
 {
     int err = errno;
 
-    if (!s->exited && pyslirp_watch(s) != 0) {
-        /* No reaper to hand it back to (out of memory): keep it ours, SIGKILLed. */
-        siginfo_t info;
-
-        syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
-        while (waitid((idtype_t)P_PIDFD, (id_t)s->pidfd, &info, WEXITED) != 0 && errno == EINTR)
-            ;
-        pyslirp_reap(s);
-    }
+    if (!s->exited)
+        pyslirp_watch(s);
     errno = err;
 }
 

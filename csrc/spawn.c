@@ -396,7 +396,8 @@ static int map_fd(int *src, int *dst, int *n, int from, int to)
     return 0;
 }
 
-int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot)
+/* Start a child into ``slot``; 0, or -1 with slot->step/err set and nothing left open. */
+static int spawn_into(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot)
 {
     static int fd_limit;
     struct made_fds m = {{-1, -1}, -1, -1, -1, -1, -1};
@@ -510,14 +511,8 @@ int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *sl
     slot->ready_fd = m.ready[0];
     m.ready[0] = -1;
     close_made(&m, NULL); /* the child's ends */
-    if ((err = pyslirp_watch(slot)) != 0) {
-        /* Without the reaper nobody would collect it: it must not run unowned. */
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        slot->exited = 1;
+    if ((err = pyslirp_watch(slot)) != 0)
         return fail_parent(slot, PYSLIRP_STEP_REAPER, err);
-    }
     return 0;
 }
 
@@ -541,7 +536,7 @@ int pyslirp_spawn_each(const struct pyslirp_spawn_args *plan, struct pyslirp_slo
         a.sysctl_netns = sysctl_netns;
     if (mntns_fd >= 0)
         a.mntns_fd = mntns_fd;
-    return pyslirp_spawn(&a, slot);
+    return spawn_into(&a, slot);
 }
 
 int pyslirp_adopts_orphans(void)

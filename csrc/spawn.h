@@ -116,13 +116,11 @@ int pyslirp_slot_add_pidfd(struct pyslirp_slot *slot, pid_t pid);
  * Returns 0, or an errno (EWOULDBLOCK: someone else holds it). */
 int pyslirp_slot_lock(struct pyslirp_slot *slot, const char *path);
 
-/* Start a child into ``slot``; 0, or -1 with slot->step/err set and nothing left open. */
-int pyslirp_spawn(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot);
-
-/* pyslirp_spawn of ``plan`` with one spawn's own values in place of its: ``netns`` (a path
- * to join or hand over), ``later_src`` (the parent fds, in child fd order, for the child fds
- * whose plan fd_src is -1), ``sysctl_netns``; NULL for the plan's own. ``mntns_fd``: the
- * mount namespace to join, or -1 for the plan's. */
+/* Start a child of ``plan`` into ``slot``, with one spawn's own values in place of the
+ * plan's: ``netns`` (a path to join or hand over), ``later_src`` (the parent fds, in child
+ * fd order, for the child fds whose plan fd_src is -1), ``sysctl_netns``; NULL for the
+ * plan's own. ``mntns_fd``: the mount namespace to join, or -1 for the plan's. 0, or -1
+ * with slot->step/err set and nothing left open. */
 int pyslirp_spawn_each(const struct pyslirp_spawn_args *plan, struct pyslirp_slot *slot,
                        const char *netns, const int *later_src, const char *sysctl_netns,
                        int mntns_fd);
@@ -146,7 +144,8 @@ int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
 int pyslirp_ready(struct pyslirp_slot *slot, int timeout_ms);
 /* Send ``sig`` to the child (and its process group, when ``group``) unless it was reaped. */
 int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
-/* Hand a freshly spawned child to the reaper; 0 or an errno (used by pyslirp_spawn). */
+/* Hand a spawned child to the reaper; 0, or the errno why it could not (out of memory):
+ * then the child, which nobody would collect, is SIGKILLed and reaped here. */
 int pyslirp_watch(struct pyslirp_slot *slot);
 /* Open ``path`` (with ``flags``) as the network namespace ``netns`` sees it, from the
  * calling thread, which is back in its own namespace on return; the fd or -errno. */

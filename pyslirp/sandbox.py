@@ -310,7 +310,7 @@ def _start_init(args: _InitArgs, rootless: bool) -> tuple[Child, int, int]:
     flags = lib.CLONE_NEWNET | lib.CLONE_NEWPID | lib.CLONE_NEWNS
     args.c.clone_flags = flags | (lib.CLONE_NEWUSER if rootless else 0)
     try:
-        # The slot the C call fills, as pyslirp_spawn fills a spawned child's.
+        # The slot the C call fills, as pyslirp_spawn_each fills a spawned child's.
         status = lib.pyslirp_init_start(args.c, init._slot)
     finally:
         os.close(gate_r)
