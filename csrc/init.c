@@ -41,10 +41,6 @@
 #include "child.h"
 #include "init.h"
 
-#ifndef SYS_clone3
-#define SYS_clone3 435
-#endif
-
 /* Marks a signal as relayed by pyslirp (si_value), not sent to the init child directly. */
 #define RELAY_COOKIE 0x70796e69
 #define SCRATCH "/proc"  /* where the generated files are written before /proc is mounted */

@@ -365,6 +365,9 @@ def spawn(
     gives the child its own mount namespace with ``/`` recursively private. ``pdeathsig``
     is the signal the child gets when this *process* dies (such children are cloned on a
     long-lived thread, so the spawning thread may exit). ``umask`` is set in the child before exec.
+    The child starts with an empty signal mask and with its caught signals, and SIGHUP,
+    SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGCHLD and SIGXFSZ, at their default; any other
+    signal the caller ignores stays ignored, as exec keeps it.
 
     Made in C for the child, their parent ends owned by the returned :class:`Child` from
     the moment it exists (see :meth:`Child.fd`): ``ready_fd``, the child fd of a new

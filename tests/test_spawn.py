@@ -15,6 +15,7 @@ import pytest
 
 import pyslirp
 
+from support.netns import PROGRAMS
 from support.processes import (
     children,
     mounted,
@@ -131,6 +132,21 @@ def test_ignored_and_blocked_signals_are_cleared(hygiene, kill_later):
     kill_later(child)
     assert int(status_field(child.pid, "SigIgn"), 16) == 0
     assert int(status_field(child.pid, "SigBlk"), 16) == 0
+
+
+@pytest.mark.parametrize("how", ["", "no-clone3"])
+def test_signal_state_is_the_same_however_the_child_is_cloned(how):
+    """Caught signals and the ones its owner stops it with start at their default; another
+    ignored signal (SIGUSR2) stays ignored across exec, as posix_spawn keeps it. The same
+    when clone3 is refused (a container runtime's seccomp filter) and spawn falls back."""
+    program = PROGRAMS / "signal_state.py"
+    out = subprocess.run(
+        [sys.executable, str(program), *([how] if how else [])],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == [f"{1 << (signal.SIGUSR2 - 1):016x}", f"{0:016x}"]
 
 
 def test_setpgid_makes_the_child_a_group_leader(hygiene, kill_later):
