@@ -443,16 +443,18 @@ int pyslirp_wait(struct pyslirp_slot *s, int timeout_ms)
     struct pollfd pfd = {.fd = s->pidfd, .events = POLLIN};
     int n;
 
-    if (s->exited)
-        return 1;
-    if (take_from_reaper(s) != 0)
-        return -1;
-    /* EINTR goes back to the caller, so that Python can run its signal handlers. */
-    n = poll(&pfd, 1, timeout_ms);
-    if (n > 0 && pyslirp_reap(s))
-        return 1;
-    give_to_reaper(s);
-    return n < 0 ? -1 : 0;
+    if (!s->exited) {
+        if (take_from_reaper(s) != 0)
+            return -1;
+        /* EINTR goes back to the caller, so that Python can run its signal handlers. */
+        n = poll(&pfd, 1, timeout_ms);
+        if (n <= 0 || !pyslirp_reap(s)) {
+            give_to_reaper(s);
+            return n < 0 ? -1 : 0;
+        }
+    }
+    pyslirp_slot_close(s, &s->pidfd);
+    return 1;
 }
 
 int pyslirp_ready(struct pyslirp_slot *s, int timeout_ms)

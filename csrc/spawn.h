@@ -127,8 +127,9 @@ int pyslirp_spawn_each(const struct pyslirp_spawn_args *plan, struct pyslirp_slo
 
 /* Collect the child's status if it has exited; 1 once it has. */
 int pyslirp_reap(struct pyslirp_slot *slot);
-/* Wait up to timeout_ms (-1: for ever) for the child to exit, then reap it: 1 if it has,
- * 0 if not, -1 with errno (EINTR: a signal came; ECHILD: not this process's child). */
+/* Wait up to timeout_ms (-1: for ever) for the child to exit, then reap it: 1 if it has
+ * (its pidfd closed then), 0 if not, -1 with errno (EINTR: a signal came; ECHILD: not
+ * this process's child). */
 int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
 /* What pyslirp_ready found. */
 #define PYSLIRP_READY_PENDING 0 /* nothing yet: the timeout passed */

@@ -159,15 +159,13 @@ class Child:
         Raises :class:`subprocess.TimeoutExpired` when ``timeout`` seconds pass first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        ms = -1
         while True:
-            remaining = -1 if deadline is None else max(0, deadline - time.monotonic())
-            ms = -1 if deadline is None else math.ceil(remaining * 1000)
-            done = lib.pyslirp_wait(self._slot, ms)
+            if deadline is not None:
+                ms = math.ceil(max(0, deadline - time.monotonic()) * 1000)
+            done = lib.pyslirp_wait(self._slot, ms)  # reaped: its pidfd closed
             if done == 1:
-                self.close_fd("pidfd")
-                returncode = self.returncode
-                assert returncode is not None
-                return returncode
+                return os.waitstatus_to_exitcode(self._slot.status)
             if done < 0 and ffi.errno != errno.EINTR:
                 raise OSError(ffi.errno, os.strerror(ffi.errno))
             if done == 0 and deadline is not None and time.monotonic() >= deadline:
