@@ -159,8 +159,8 @@ class Helper:
     def _not_ready(self, state: int) -> StartError:
         """The error for a helper that did not get ready (``state``: what
         :meth:`~pyslirp.process.Child.ready` last said); its ready pipe is closed."""
-        self.child.close_fd("ready_fd")
         if state == PENDING:
+            self.child.close_fd("ready_fd")  # (any other answer closed it)
             return self.error(f"{self.label} did not become ready in time", ReadyTimeout)
         returncode = self.child.poll()
         if returncode is None:
@@ -376,8 +376,7 @@ def read_tail(fd: int) -> str:
 def _last_distinct_lines(text: str, count: int) -> list[str]:
     """The last ``count`` lines of ``text``, each only at its first place (slirp4netns's
     parent and child print the same warnings)."""
-    lines = list(dict.fromkeys(line for line in text.splitlines() if line.strip()))
-    return lines[-count:]
+    return list(dict.fromkeys(filter(str.strip, text.splitlines())))[-count:]
 
 
 def _exit_reason(returncode: int) -> str:
