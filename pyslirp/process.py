@@ -271,6 +271,8 @@ os.register_at_fork(after_in_child=_new_spawner_after_fork)
 
 
 def _fileno(name: str, value: FdLike) -> int:
+    if type(value) is int and value >= 0:
+        return value
     fd = value if isinstance(value, int) else getattr(value, "fileno", lambda: None)()
     if not isinstance(fd, int) or isinstance(fd, bool):
         raise TypeError(f"{name} must be an fd or have fileno(), not {value!r}")
@@ -664,7 +666,12 @@ class SpawnPlan:
         """The parent fds ``fds`` gives for the child fds the plan left to None."""
         if fds is None or fds.keys() != self._later.keys():
             raise ValueError(f"fds must give child fds {sorted(self._later)}, not {fds!r}")
-        return [_fileno(f"parent fd for child fd {target}", fds[target]) for target in self._later]
+        return [  # a plain fd as it is, with no name made for an error
+            fd
+            if type(fd := fds[target]) is int and fd >= 0
+            else _fileno(f"parent fd for child fd {target}", fd)
+            for target in self._later
+        ]
 
     def _error(
         self, step: int, err: int, fds: Mapping[int, FdLike] | None, netns: StrPath | None
