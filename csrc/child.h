@@ -8,7 +8,6 @@
 #define PYSLIRP_CHILD_H
 
 #include <errno.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include "spawn.h"
@@ -47,24 +46,6 @@ static inline void write_record(int fd, int step, int err)
     do
         n = write(fd, &record, sizeof record);
     while (n < 0 && errno == EINTR);
-}
-
-/* Put every signal back to its default: a handler the parent caught with would run the
- * parent's (Python's) code here, and one it ignores would be inherited through exec.
- * 0, or the errno of the sigaction that failed. */
-static inline int reset_signal_handlers(void)
-{
-    static const struct sigaction default_action = {.sa_handler = SIG_DFL};
-
-    for (int sig = 1; sig < _NSIG; sig++) {
-        struct sigaction current;
-
-        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &current) != 0)
-            continue;
-        if (current.sa_handler != SIG_DFL && sigaction(sig, &default_action, NULL) != 0)
-            return errno;
-    }
-    return 0;
 }
 
 /* In the parent: say in ``slot`` which step failed, with its errno; returns -1. */
