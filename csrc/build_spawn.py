@@ -120,7 +120,6 @@ ffibuilder.cdef(
     };
 
     int pyslirp_template_make(char *const *detach, struct pyslirp_template *out);
-    long long pyslirp_mount_id(const char *path);
     int pyslirp_mounts_before(char *const *paths, unsigned long long first_id);
 
     #define PYSLIRP_INIT_PREPARED ...

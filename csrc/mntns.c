@@ -12,9 +12,11 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -128,12 +130,34 @@ long long pyslirp_mount_id(const char *path)
     return (long long)stx.stx_mnt_id;
 }
 
+/* pyslirp_mount_id of ``path`` (absolute) or, while it is missing, of its nearest
+ * existing parent: where it would be made. */
+static long long existing_mount_id(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    long long id;
+
+    if (len >= sizeof buf)
+        return -ENAMETOOLONG;
+    memcpy(buf, path, len + 1);
+    while ((id = pyslirp_mount_id(buf)) == -ENOENT && strcmp(buf, "/") != 0) {
+        char *slash = strrchr(buf, '/');
+
+        if (slash == NULL)
+            break;
+        slash[slash == buf ? 1 : 0] = '\0';
+    }
+    return id;
+}
+
 int pyslirp_mounts_before(char *const *paths, unsigned long long first_id)
 {
     for (; *paths != NULL; paths++) {
-        long long id = pyslirp_mount_id(*paths);
+        long long id = existing_mount_id(*paths);
 
-        if (id < 0 || (unsigned long long)id >= first_id)
+        /* An error tells nothing of the mount's age: no reason for a new template. */
+        if (id >= 0 && (unsigned long long)id >= first_id)
             return 0;
     }
     return 1;

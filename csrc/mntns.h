@@ -29,8 +29,10 @@ int pyslirp_template_make(char *const *detach, struct pyslirp_template *out);
  * -errno. Unique ids only grow: a mount made after another has a larger one. */
 long long pyslirp_mount_id(const char *path);
 
-/* 1 if every path in ``paths`` (NULL-terminated, each existing) is on a mount whose
- * unique id is below ``first_id``; 0 if not, or if one cannot tell (ask path by path). */
+/* 1 if every path in ``paths`` (NULL-terminated, absolute) is on a mount whose unique id
+ * is below ``first_id``: a template made at ``first_id`` has it. A missing path counts as
+ * its nearest existing parent (where it would be made); one whose mount id cannot be
+ * told, as there. 0 if one is on a newer mount. */
 int pyslirp_mounts_before(char *const *paths, unsigned long long first_id);
 
 #endif

@@ -61,15 +61,6 @@ class MountTemplate:
         """Mounts with smaller unique ids existed when it was made, and are there."""
         return int(self._made.first_mount_id)
 
-    def has_mount_of(self, path: str) -> bool:
-        """Whether the mount ``path`` is on existed when the template was made (a missing
-        path: whether its nearest existing parent's did)."""
-        while True:
-            mount_id = int(lib.pyslirp_mount_id(os.fsencode(path)))
-            if mount_id != -errno.ENOENT or path in ("/", ""):
-                return mount_id < self.first_mount_id  # (-errno: nothing to tell, so yes)
-            path = os.path.dirname(path)
-
     def __del__(self) -> None:
         made = getattr(self, "_made", None)  # (None: __init__ itself was interrupted)
         if made is not None and made.fd >= 0:
@@ -95,7 +86,7 @@ class MountPaths:
         current = _current
         if current is not None and self.in_template(current):
             return current
-        return template_for(self.paths)
+        return _template_having(self)
 
     def latest(self) -> MountTemplate | None:
         """This process's template as it is, unchecked (made if there is none yet): for a
@@ -105,7 +96,7 @@ class MountPaths:
 
     def in_template(self, template: MountTemplate) -> bool:
         """Whether these paths' mounts (and /run/netns's) are in ``template``: one C call,
-        a statx per path."""
+        a statx per path (a missing path: its nearest existing parent's mount)."""
         return bool(lib.pyslirp_mounts_before(self._c_paths, template.first_mount_id))
 
 
@@ -119,12 +110,15 @@ def template_for(paths: Iterable[str]) -> MountTemplate | None:
     ``/run/netns``) is on a mount it has; None where the kernel cannot tell a mount's age.
     Hold the result for as long as its fd is used. Raises OSError (with a ``step``) when
     the template cannot be made."""
+    return _template_having(MountPaths(paths))
+
+
+def _template_having(paths: MountPaths) -> MountTemplate | None:
     global _current, _unsupported
-    checked = [NETNS_DIR, *(os.path.abspath(path) for path in paths)]
     with _lock:
         if _unsupported:
             return None
-        if _current is None or not all(_current.has_mount_of(path) for path in checked):
+        if _current is None or not paths.in_template(_current):
             try:
                 _current = _make()
             except OSError as exc:

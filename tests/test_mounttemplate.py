@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,6 +86,25 @@ def test_unmounts_in_the_template_do_not_reach_the_host(hygiene, tmpfs):
     umount = pyslirp.spawn(["umount", "-l", str(tmpfs)], mount_ns=held.fd)
     assert umount.wait() == 0
     assert mounted(str(tmpfs))
+
+
+def test_a_missing_path_counts_as_its_nearest_existing_parent(tmp_path):
+    """Where it would be made: on tmp_path's mount, which the template has."""
+    held = template()
+    assert mounttemplate.MountPaths([str(tmp_path / "missing" / "deeper")]).in_template(held)
+
+
+def test_run_works_where_no_netns_was_ever_added():
+    """/run/netns exists only once `ip netns add` has made it (a fresh machine has none):
+    each setup found its template stale for the missing path, and `pyslirp run` failed."""
+    hide_run = 'mount -t tmpfs tmpfs /run && exec "$@"'
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide_run, "sh",
+         sys.executable, "-m", "pyslirp", "run", "--", "true"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 @pytest.mark.parametrize("handler", ["slirp4netns", "rootlesskit"])
