@@ -333,17 +333,23 @@ void pyslirp_slot_restore(struct pyslirp_slot *s)
     pthread_mutex_unlock(&lock);
 }
 
+/* Close the pidfd once the child is reaped here: it has nothing more to tell. */
+static void close_reaped_pidfd_locked(struct pyslirp_slot *s)
+{
+    if (!s->exited || s->owner != getpid())
+        return;
+    if (s->watched)
+        unwatch_locked(s);
+    close_fd(&s->pidfd);
+}
+
 void pyslirp_slot_close(struct pyslirp_slot *s, int *fd)
 {
     pthread_mutex_lock(&lock);
-    if (fd != &s->pidfd) {
+    if (fd == &s->pidfd)
+        close_reaped_pidfd_locked(s);
+    else
         close_fd(fd);
-    } else if (s->exited && s->owner == getpid()) {
-        /* Reaped: the pidfd has nothing more to tell. */
-        if (s->watched)
-            unwatch_locked(s);
-        close_fd(fd);
-    }
     pthread_mutex_unlock(&lock);
 }
 
@@ -351,11 +357,7 @@ void pyslirp_slot_release(struct pyslirp_slot *s)
 {
     pthread_mutex_lock(&lock);
     close_owned_fds(s);
-    if (s->exited && s->owner == getpid()) {
-        if (s->watched)
-            unwatch_locked(s);
-        close_fd(&s->pidfd);
-    }
+    close_reaped_pidfd_locked(s);
     pthread_mutex_unlock(&lock);
 }
 
