@@ -527,7 +527,7 @@ class SpawnPlan:
 
         targets = sorted(mapping)
         # Child fds mapped to None get their parent fd from each spawn() call.
-        self._later = {target: i for i, target in enumerate(targets) if mapping[target] is None}
+        self._later = dict.fromkeys(target for target in targets if mapping[target] is None)
         sources = [_source(target, mapping[target]) for target in targets]
         ns_fds, ns_paths = [], []
         for name, ns in (("netns", netns), ("userns", userns)):

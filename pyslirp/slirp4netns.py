@@ -271,7 +271,7 @@ class SetupPlan:
         # /run/netns/* (a shared mount). Making one takes root, or the user namespace that
         # slirp4netns is started in when userns_path is given.
         private_mounts = "--enable-sandbox" in argv and (
-            os.geteuid() == 0 or opts.userns_path is not None
+            self.euid == 0 or opts.userns_path is not None
         )
         # As root, it joins this process's template mount namespace instead, where the
         # netns path does not exist: the netns is handed over as fd 5. Rootless, the
