@@ -47,7 +47,7 @@ static int maker_main(void *arg)
 {
     const struct maker *m = arg;
     struct pyslirp_template *out = m->out;
-    struct statx stx;
+    long long first_id;
 
     if (unshare(CLONE_NEWNS) != 0)
         maker_fail(out, PYSLIRP_TEMPLATE_STEP_UNSHARE);
@@ -60,14 +60,13 @@ static int maker_main(void *arg)
     for (char *const *path = m->detach; *path != NULL; path++)
         if (umount2(*path, MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
             maker_fail(out, PYSLIRP_TEMPLATE_STEP_DETACH);
-    /* The copies were made just now: every mount older than the copy of / is in here. */
-    if (statx(AT_FDCWD, "/", 0, STATX_MNT_ID_UNIQUE, &stx) != 0)
-        maker_fail(out, PYSLIRP_TEMPLATE_STEP_MOUNT_ID);
-    if (!(stx.stx_mask & STATX_MNT_ID_UNIQUE)) {
-        errno = EOPNOTSUPP; /* before Linux 6.8: no mount id tells a mount's age */
+    /* The copies were made just now: every mount older than the copy of / is in here.
+     * EOPNOTSUPP before Linux 6.8: no mount id tells a mount's age. */
+    if ((first_id = pyslirp_mount_id("/")) < 0) {
+        errno = (int)-first_id;
         maker_fail(out, PYSLIRP_TEMPLATE_STEP_MOUNT_ID);
     }
-    out->first_mount_id = stx.stx_mnt_id;
+    out->first_mount_id = (unsigned long long)first_id;
     out->fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
     if (out->fd < 0)
         maker_fail(out, PYSLIRP_TEMPLATE_STEP_OPEN);
