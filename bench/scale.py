@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from run import Floor, _git_head, _loadavg, build_floor, stop
+from run import Floor, _check, _git_head, _loadavg, build_floor, stop
 
 import pyslirp
 from pyslirp.argv import build_argv
@@ -292,8 +292,8 @@ def report(scale: Scale, info: dict[str, Any]) -> tuple[str, list[str], dict[str
         / Summary.of(teardown["floor of 100"]).median
     )
     goals = [
-        _goal("setup() at N=1000 / at N=1", setup_ratio, GOAL_SETUP),
-        _goal("close_all of 100 / floor of 100", close_ratio, GOAL_CLOSE_ALL),
+        _check("setup() at N=1000 / at N=1", setup_ratio, GOAL_SETUP),
+        _check("close_all of 100 / floor of 100", close_ratio, GOAL_CLOSE_ALL),
         f"  at N={at['live']}: caller RSS {at['caller_rss_kib_per_net']:.1f} KiB/net, "
         f"caller fds {at['caller_fds_per_net']:.2f}/net, "
         f"slirp4netns PSS {at['helper_pss_kib_mean'] / 1024:.2f} MiB each",
@@ -305,11 +305,6 @@ def report(scale: Scale, info: dict[str, Any]) -> tuple[str, list[str], dict[str
         "goals": {"setup_ratio": setup_ratio, "close_all_ratio": close_ratio},
     }
     return table(rows), goals, data
-
-
-def _goal(what: str, value: float, limit: float) -> str:
-    state = "met" if value <= limit else "MISSED"
-    return f"  [{state}] {what}: {value:.2f} (goal <= {limit:.2f})"
 
 
 def main() -> None:
