@@ -33,6 +33,9 @@
 #define HIGH_FDS 4096 /* where move_high puts long-lived fds, at most */
 #define LOW_FDS 64    /* a long-lived fd below this stays where it is */
 #define MADE_FDS 7 /* ready, exit, stdin, stdout, stderr, netns, userns */
+/* Mapped sources the child opens itself (see open_paths), beside PYSLIRP_DEVNULL. */
+#define HANDED_NETNS (-3)
+#define HANDED_USERNS (-4)
 #ifndef CLONE_CLEAR_SIGHAND
 #define CLONE_CLEAR_SIGHAND 0x100000000ULL
 #endif
@@ -47,7 +50,6 @@ struct child_context {
     volatile struct error_record *record; /* the parent's: written before a failed exit */
     int fd_limit;
     pid_t parent_pid;
-    int cwd_fd; /* the caller's cwd, to return to after joining a mount namespace */
     int fd_cut; /* every fd the child needs is below this */
     int caught_cleared; /* cloned with CLONE_CLEAR_SIGHAND: no handler of the parent's here */
 };
@@ -115,6 +117,49 @@ static int close_fds(int first, int last, int limit, unsigned int flags)
     return 0;
 }
 
+/* The fds the child opens by path itself, in the caller's mount namespace and with its
+ * credentials (before any setns): the caller's CPU is spent on the clone only. */
+struct opened {
+    int devnull, netns, userns, cwd;
+};
+
+/* Open what ``a`` names by path and the cwd (to come back to after joining a mount
+ * namespace); exits through fail() with the step that needed it. A namespace handed over
+ * is opened O_NONBLOCK: a FIFO at its path must not hang the spawn here (the program,
+ * opening it again as /proc/self/fd/N, waits as it would have). */
+static void open_paths(const struct child_context *ctx, struct opened *o)
+{
+    const struct pyslirp_spawn_args *a = ctx->args;
+
+    for (int i = 0; i < ctx->nfds && o->devnull < 0; i++)
+        if (ctx->fd_src[i] == PYSLIRP_DEVNULL &&
+            (o->devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+            fail(ctx, PYSLIRP_STEP_FDS, errno);
+    if (a->userns_path && (o->userns = open(a->userns_path, O_RDONLY | O_CLOEXEC |
+                                            (a->userns_to_fd >= 0 ? O_NONBLOCK : 0))) < 0)
+        fail(ctx, PYSLIRP_STEP_SETNS_USER, errno);
+    if (a->netns_path && (o->netns = open(a->netns_path, O_RDONLY | O_CLOEXEC |
+                                          (a->netns_to_fd >= 0 ? O_NONBLOCK : 0))) < 0)
+        fail(ctx, PYSLIRP_STEP_SETNS_NET, errno);
+    if (a->mntns_fd >= 0 && (o->cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+        fail(ctx, PYSLIRP_STEP_SETNS_MOUNTS, errno);
+}
+
+/* The fd a mapped source stands for in the child. */
+static int source_fd(const struct opened *o, int src)
+{
+    switch (src) {
+    case PYSLIRP_DEVNULL:
+        return o->devnull;
+    case HANDED_NETNS:
+        return o->netns;
+    case HANDED_USERNS:
+        return o->userns;
+    default:
+        return src;
+    }
+}
+
 static int child_main(void *arg)
 {
     const struct child_context *ctx = arg;
@@ -122,6 +167,7 @@ static int child_main(void *arg)
     int nfds = ctx->nfds;
     int top = nfds ? ctx->fd_dst[nfds - 1] : 2;
     int src[nfds > 0 ? nfds : 1];
+    struct opened o = {-1, a->netns_fd, a->userns_fd, -1};
     sigset_t empty;
     int err;
 
@@ -137,18 +183,20 @@ static int child_main(void *arg)
 
     if ((err = reset_signals(ctx->caught_cleared)) != 0)
         fail(ctx, PYSLIRP_STEP_SIGNALS, err);
+    open_paths(ctx, &o);
 
     if (a->setpgid && setpgid(0, 0) != 0)
         fail(ctx, PYSLIRP_STEP_SETPGID, errno);
     if (a->new_namespaces && unshare(a->new_namespaces) != 0)
         fail(ctx, PYSLIRP_STEP_NEW_NAMESPACES, errno);
     /* The user namespace first: it grants the capabilities the next steps need. */
-    if (a->userns_fd >= 0 && setns(a->userns_fd, CLONE_NEWUSER) != 0)
+    /* A namespace handed over (mapped onto its child fd) is not joined. */
+    if (a->userns_to_fd < 0 && o.userns >= 0 && setns(o.userns, CLONE_NEWUSER) != 0)
         fail(ctx, PYSLIRP_STEP_SETNS_USER, errno);
-    if (a->netns_fd >= 0 && setns(a->netns_fd, CLONE_NEWNET) != 0)
+    if (a->netns_to_fd < 0 && o.netns >= 0 && setns(o.netns, CLONE_NEWNET) != 0)
         fail(ctx, PYSLIRP_STEP_SETNS_NET, errno);
     /* setns to a mount namespace moves the cwd to its root: come back to the caller's. */
-    if (a->mntns_fd >= 0 && (setns(a->mntns_fd, CLONE_NEWNS) != 0 || fchdir(ctx->cwd_fd) != 0))
+    if (a->mntns_fd >= 0 && (setns(a->mntns_fd, CLONE_NEWNS) != 0 || fchdir(o.cwd) != 0))
         fail(ctx, PYSLIRP_STEP_SETNS_MOUNTS, errno);
     if (a->private_mounts) {
         if (unshare(CLONE_NEWNS) != 0)
@@ -170,7 +218,7 @@ static int child_main(void *arg)
 
     /* Pass 1: move every source a dup2 could clobber above all targets. */
     for (int i = 0; i < nfds; i++) {
-        src[i] = ctx->fd_src[i];
+        src[i] = source_fd(&o, ctx->fd_src[i]);
         if (src[i] != ctx->fd_dst[i] && src[i] <= top) {
             src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, top + 1);
             if (src[i] < 0)
@@ -312,7 +360,7 @@ static void *thread_stack(void)
 /* The fds a spawn makes: the parent keeps one end in the slot, the child gets the other;
  * the rest are closed once the child runs. */
 struct made_fds {
-    int ready[2], stdin_fd, devnull, netns, userns, cwd;
+    int ready[2], stdin_fd;
 };
 
 /* The owner pipe: one exit pipe for the whole process. Every child spawned with an
@@ -348,8 +396,8 @@ void pyslirp_forget_owner_pipe(void)
 static void close_made(struct made_fds *m, struct pyslirp_slot *slot)
 {
     int none = -1;
-    int *fds[] = {&m->ready[0], &m->ready[1], &m->stdin_fd, &m->devnull, &m->netns, &m->userns,
-                  &m->cwd, slot ? &slot->log_fd : &none, slot ? &slot->out_fd : &none};
+    int *fds[] = {&m->ready[0], &m->ready[1], &m->stdin_fd, slot ? &slot->log_fd : &none,
+                  slot ? &slot->out_fd : &none};
 
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (*fds[i] >= 0) {
@@ -364,20 +412,6 @@ static int memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 static int make_fds(const struct pyslirp_spawn_args *a, struct made_fds *m,
                     struct pyslirp_slot *slot)
 {
-    for (int i = 0; i < a->nfds; i++)
-        if (a->fd_src[i] == PYSLIRP_DEVNULL && m->devnull < 0 &&
-            (m->devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
-            return PYSLIRP_STEP_FDS;
-    /* A namespace handed over is opened O_NONBLOCK: a FIFO at its path must not hang us
-     * here (the child, opening it again as /proc/self/fd/N, waits as it would have). */
-    if (a->userns_path && (m->userns = open(a->userns_path, O_RDONLY | O_CLOEXEC |
-                                            (a->userns_to_fd >= 0 ? O_NONBLOCK : 0))) < 0)
-        return PYSLIRP_STEP_SETNS_USER;
-    if (a->netns_path && (m->netns = open(a->netns_path, O_RDONLY | O_CLOEXEC |
-                                          (a->netns_to_fd >= 0 ? O_NONBLOCK : 0))) < 0)
-        return PYSLIRP_STEP_SETNS_NET;
-    if (a->mntns_fd >= 0 && (m->cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return PYSLIRP_STEP_SETNS_MOUNTS;
     if (a->ready_fd >= 0 && pipe2(m->ready, O_CLOEXEC) != 0)
         return PYSLIRP_STEP_PIPE;
     if (a->exit_fd >= 0 && owner_pipe_read_end() < 0)
@@ -504,14 +538,17 @@ static int map_fd(int *src, int *dst, int *n, int from, int to)
 static int spawn_into(const struct pyslirp_spawn_args *args, struct pyslirp_slot *slot)
 {
     static int fd_limit;
-    struct made_fds m = {{-1, -1}, -1, -1, -1, -1, -1};
-    struct pyslirp_spawn_args a = *args; /* with the fds opened here filled in */
+    struct made_fds m = {{-1, -1}, -1};
     int fd_src[args->nfds + MADE_FDS], fd_dst[args->nfds + MADE_FDS], nfds = 0;
     struct child_context ctx = {.args = args, .fd_src = fd_src, .fd_dst = fd_dst,
                                 .parent_pid = getpid()};
     volatile struct error_record record = {PYSLIRP_STEP_NONE, 0};
     sigset_t all, saved_mask;
-    int pidfd = -1, step, err, handed_netns = -1, handed_userns = -1;
+    int pidfd = -1, step, err;
+    /* A namespace handed over is mapped onto its child fd (the child does not join it):
+     * the caller's fd, or the one the child opens at its path. */
+    int handed_netns = args->netns_path ? HANDED_NETNS : args->netns_fd;
+    int handed_userns = args->userns_path ? HANDED_USERNS : args->userns_fd;
     void *stack;
     pid_t pid;
 
@@ -536,34 +573,18 @@ static int spawn_into(const struct pyslirp_spawn_args *args, struct pyslirp_slot
         return fail_parent(slot, step, err);
     }
     hold_sysctl(args, slot);
-    if (m.netns >= 0)
-        a.netns_fd = m.netns;
-    if (m.userns >= 0)
-        a.userns_fd = m.userns;
-    ctx.args = &a;
-    ctx.cwd_fd = m.cwd;
-    /* A namespace handed over is mapped onto its child fd; the child does not join it. */
-    if (a.netns_to_fd >= 0) {
-        handed_netns = a.netns_fd;
-        a.netns_fd = -1;
-    }
-    if (a.userns_to_fd >= 0) {
-        handed_userns = a.userns_fd;
-        a.userns_fd = -1;
-    }
-    for (int i = 0; i < args->nfds; i++) {
-        int src = args->fd_src[i] == PYSLIRP_DEVNULL ? m.devnull : args->fd_src[i];
-
-        map_fd(fd_src, fd_dst, &nfds, src, args->fd_dst[i]);
-    }
+    for (int i = 0; i < args->nfds; i++)
+        map_fd(fd_src, fd_dst, &nfds, args->fd_src[i], args->fd_dst[i]);
     if ((args->ready_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.ready[1], args->ready_fd)) ||
         (args->exit_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, owner_pipe[0], args->exit_fd)) ||
         (m.stdin_fd >= 0 && map_fd(fd_src, fd_dst, &nfds, m.stdin_fd, 0)) ||
         (args->capture_stdout && map_fd(fd_src, fd_dst, &nfds, slot->out_fd, 1)) ||
         ((args->log_fds & 1) && map_fd(fd_src, fd_dst, &nfds, slot->log_fd, 1)) ||
         ((args->log_fds & 2) && map_fd(fd_src, fd_dst, &nfds, slot->log_fd, 2)) ||
-        (handed_netns >= 0 && map_fd(fd_src, fd_dst, &nfds, handed_netns, a.netns_to_fd)) ||
-        (handed_userns >= 0 && map_fd(fd_src, fd_dst, &nfds, handed_userns, a.userns_to_fd))) {
+        (args->netns_to_fd >= 0 && handed_netns != -1 &&
+         map_fd(fd_src, fd_dst, &nfds, handed_netns, args->netns_to_fd)) ||
+        (args->userns_to_fd >= 0 && handed_userns != -1 &&
+         map_fd(fd_src, fd_dst, &nfds, handed_userns, args->userns_to_fd))) {
         close_made(&m, slot);
         pyslirp_slot_restore(slot);
         return fail_parent(slot, PYSLIRP_STEP_FDS, EINVAL);
@@ -571,7 +592,7 @@ static int spawn_into(const struct pyslirp_spawn_args *args, struct pyslirp_slot
     ctx.nfds = nfds;
     ctx.record = &record;
     {
-        int more[] = {m.cwd, a.mntns_fd, a.netns_fd, a.userns_fd};
+        int more[] = {args->mntns_fd, args->netns_fd, args->userns_fd};
 
         ctx.fd_cut = fd_cut(fd_src, nfds, more, sizeof more / sizeof more[0]);
     }

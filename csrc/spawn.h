@@ -64,7 +64,7 @@ struct pyslirp_spawn_args {
     int mntns_fd;             /* a mount namespace to join (the cwd kept), or -1 */
     int netns_to_fd;          /* -1, or the child fd that gets the netns instead of joining */
     int userns_to_fd;         /* the same for the user namespace */
-    const char *netns_path;   /* a namespace to join by path, opened here, or NULL */
+    const char *netns_path;   /* a namespace to join by path (the child opens it), or NULL */
     const char *userns_path;
     /* A sysctl of ``sysctl_netns`` to hold at ``sysctl_value`` while the child starts:
      * opened (best effort) before the clone, restored by pyslirp_slot_restore. */

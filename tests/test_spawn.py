@@ -183,6 +183,30 @@ def test_pass_netns_hands_the_namespace_over_at_that_fd_without_joining(hygiene,
     assert int(own) == os.stat("/proc/self/ns/net").st_ino
 
 
+@pytest.mark.parametrize("handed", [False, True])
+def test_a_missing_netns_path_is_file_not_found_naming_it(tmp_path, hygiene, handed):
+    missing = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError) as info:
+        pyslirp.spawn(SLEEP, netns=missing, pass_netns=5 if handed else None)
+    assert info.value.step == "setns(net)"
+    assert info.value.filename == missing
+
+
+def test_a_fifo_handed_over_as_netns_does_not_hang_the_spawn(tmp_path, hygiene):
+    """It is opened without blocking; the program gets the fd and finds no namespace."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    child = pyslirp.spawn(
+        ["stat", "-L", "-c", "%F", "/proc/self/fd/5"],
+        netns=str(fifo),
+        pass_netns=5,
+        capture_stdout=True,
+    )
+    assert child.wait() == 0
+    assert os.pread(child.fd("out_fd"), 4096, 0).decode().strip() == "fifo"
+    child.close_fd("out_fd")
+
+
 def test_pass_netns_without_a_netns_is_a_value_error():
     with pytest.raises(ValueError, match="pass_netns needs netns"):
         pyslirp.spawn(["true"], pass_netns=5)
