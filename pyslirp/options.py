@@ -199,6 +199,9 @@ class SetupOptions:
     pdeathsig: int = 0
     ready_timeout: float = 10.0
     userns_path: str | None = None
+    # What a SetupPlan made from these options depends on, and its hash: made once, here.
+    plan_key: tuple[object, ...] = field(init=False, repr=False, compare=False)
+    plan_hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, Config):
@@ -218,7 +221,6 @@ class SetupOptions:
         check_ready_timeout(self.ready_timeout)
         network = parse_options(self.config.network_cmd_options, self.extra_options)
         object.__setattr__(self, "_network", network)
-        # What a SetupPlan depends on (see pyslirp.slirp4netns): made once, here.
         plan_key = (
             self.config,
             self.extra_options,
@@ -227,13 +229,8 @@ class SetupOptions:
             self.userns_path,
             self.slirp4netns_exit_pipe_r is None,
         )
-        object.__setattr__(self, "_plan_key", plan_key)
-
-    @property
-    def plan_key(self) -> tuple[object, ...]:
-        """The values a :class:`~pyslirp.SetupPlan` made from these options depends on."""
-        key: tuple[object, ...] = self.__dict__["_plan_key"]
-        return key
+        object.__setattr__(self, "plan_key", plan_key)
+        object.__setattr__(self, "plan_hash", hash(plan_key))
 
     @property
     def network(self) -> NetworkOptions:

@@ -615,7 +615,7 @@ class SpawnPlan:
         and ``mount_ns`` (an fd) for the plan's."""
         if child is None:
             child = Child(self._names)
-        elif child.pid:
+        elif child._slot.pid:
             raise ValueError(f"{child!r} was spawned already")
         c_args = self._c_args
         if argv or input is not None:

@@ -489,7 +489,7 @@ class SetupPlan:
 
 
 _PLANS_KEPT = 64
-_plans: dict[tuple[object, ...], SetupPlan] = {}
+_plans: dict[int, SetupPlan] = {}  # by their options' plan_hash
 
 
 def forget_plans() -> None:
@@ -500,8 +500,8 @@ def forget_plans() -> None:
 def _kept_plan(opts: SetupOptions) -> SetupPlan:
     """The plan kept from an earlier setup alike, else a new one. Whether it is still
     current is checked after the spawn, while slirp4netns starts (see :func:`setup`)."""
-    plan = _plans.get(opts.plan_key)
-    if plan is None or plan.euid != os.geteuid():
+    plan = _plans.get(opts.plan_hash)
+    if plan is None or plan._opts.plan_key != opts.plan_key or plan.euid != os.geteuid():
         plan = _new_plan(opts)
     return plan
 
@@ -511,7 +511,7 @@ def _new_plan(opts: SetupOptions) -> SetupPlan:
     plan._kept = True
     if len(_plans) >= _PLANS_KEPT:
         _plans.pop(next(iter(_plans)), None)  # the oldest
-    _plans[opts.plan_key] = plan
+    _plans[opts.plan_hash] = plan
     return plan
 
 

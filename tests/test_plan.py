@@ -3,6 +3,7 @@ and made again when the binary or its search path changes."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -113,6 +114,19 @@ def test_setup_keeps_one_plan_for_networks_alike(hygiene, config, make_netns):
     assert len(slirp4netns._plans) == 1  # other ports and ids: the same plan
     pyslirp.setup(options(config, make_netns(), extra_options=["mtu=1500"])).close()
     assert len(slirp4netns._plans) == 2
+
+
+@pytest.mark.root
+def test_setup_tells_kept_plans_apart_by_their_options_not_their_hash(hygiene, config, make_netns):
+    first = options(config, make_netns())
+    pyslirp.setup(first).close()
+    equal = options(dataclasses.replace(config), make_netns())  # another object, equal
+    pyslirp.setup(equal).close()
+    assert len(slirp4netns._plans) == 1
+    other = options(config, make_netns(), extra_options=["mtu=1400"])
+    object.__setattr__(other, "plan_hash", first.plan_hash)  # as if the hashes collided
+    with pyslirp.setup(other) as result, open(f"/proc/{result.pid}/cmdline", "rb") as cmdline:
+        assert b"--mtu=1400" in cmdline.read().split(b"\0")
 
 
 @pytest.mark.root
