@@ -37,12 +37,14 @@ class Runner(Generic[T]):
     have cleaned up. An exception the steps raise comes out of :meth:`send`/:meth:`throw`.
     """
 
-    def __init__(self, steps: Steps[T]) -> None:
+    def __init__(self, steps: Steps[T], first: Wait | None = None) -> None:
+        """Start ``steps``, unless the caller did and they are at ``first``."""
         self._steps = steps
         self._pending: BaseException | None = None
         self._value: T | None = None
-        self.wait: Wait | None = None
-        self._resume(lambda: next(steps))
+        self.wait = first
+        if first is None:
+            self._resume(lambda: next(steps))
 
     def send(self, ready: frozenset[int]) -> None:
         """Tell the steps which fds of their wait are readable (none: its deadline)."""
@@ -75,7 +77,12 @@ def drive(steps: Steps[T]) -> T:
     An exception raised while waiting (Ctrl-C) is thrown into the steps, which may still
     wait while they clean up; it goes on once they end. Steps are never left half run.
     """
-    return _finish(Runner(steps))
+    try:
+        first = next(steps)
+    except StopIteration as done:  # no wait at all (a helper gone already): no runner
+        value: T = done.value
+        return value
+    return _finish(Runner(steps, first))
 
 
 def _finish(runner: Runner[T]) -> T:
