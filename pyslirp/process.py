@@ -359,7 +359,7 @@ def spawn(
     namespaces of its own (the user namespace owning the network one; its id maps are the
     caller's to write). ``netns``/``userns`` are a path or an open fd of a namespace to
     join (the user namespace first); with ``pass_netns``/``pass_userns`` (a child fd) it is
-    opened here (non-blocking) and handed to the child at that fd instead, for it to name
+    opened (non-blocking) and handed to the child at that fd instead, for it to name
     as ``/proc/self/fd/N``. ``mount_ns`` is an open fd of a mount namespace to
     join next (the cwd is kept; the root becomes that namespace's). ``private_mounts``
     gives the child its own mount namespace with ``/`` recursively private. ``pdeathsig``
