@@ -118,7 +118,8 @@ static int close_fds(int first, int last, int limit, unsigned int flags)
 }
 
 /* The fds the child opens by path itself, in the caller's mount namespace and with its
- * credentials (before any setns): the caller's CPU is spent on the clone only. */
+ * credentials (before any setns), so that the caller does not open and close them around
+ * the clone. */
 struct opened {
     int devnull, netns, userns, cwd;
 };
@@ -189,8 +190,8 @@ static int child_main(void *arg)
         fail(ctx, PYSLIRP_STEP_SETPGID, errno);
     if (a->new_namespaces && unshare(a->new_namespaces) != 0)
         fail(ctx, PYSLIRP_STEP_NEW_NAMESPACES, errno);
-    /* The user namespace first: it grants the capabilities the next steps need. */
-    /* A namespace handed over (mapped onto its child fd) is not joined. */
+    /* The user namespace first: it grants the capabilities the next steps need. A
+     * namespace handed over (mapped onto its child fd) is not joined. */
     if (a->userns_to_fd < 0 && o.userns >= 0 && setns(o.userns, CLONE_NEWUSER) != 0)
         fail(ctx, PYSLIRP_STEP_SETNS_USER, errno);
     if (a->netns_to_fd < 0 && o.netns >= 0 && setns(o.netns, CLONE_NEWNET) != 0)
