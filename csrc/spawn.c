@@ -125,22 +125,22 @@ struct opened {
 };
 
 /* Open what ``a`` names by path and the cwd (to come back to after joining a mount
- * namespace); exits through fail() with the step that needed it. A namespace handed over
- * is opened O_NONBLOCK: a FIFO at its path must not hang the spawn here (the program,
- * opening it again as /proc/self/fd/N, waits as it would have). */
+ * namespace); exits through fail() with the step that needed it. A namespace path is
+ * opened O_NONBLOCK: a FIFO there must not hang the spawn, whose caller waits in vfork
+ * where no signal reaches it (setns then refuses it; a program handed it, opening it
+ * again as /proc/self/fd/N, waits as it would have). */
 static void open_paths(const struct child_context *ctx, struct opened *o)
 {
     const struct pyslirp_spawn_args *a = ctx->args;
+    const int ns_flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
 
     for (int i = 0; i < ctx->nfds && o->devnull < 0; i++)
         if (ctx->fd_src[i] == PYSLIRP_DEVNULL &&
             (o->devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
             fail(ctx, PYSLIRP_STEP_FDS, errno);
-    if (a->userns_path && (o->userns = open(a->userns_path, O_RDONLY | O_CLOEXEC |
-                                            (a->userns_to_fd >= 0 ? O_NONBLOCK : 0))) < 0)
+    if (a->userns_path && (o->userns = open(a->userns_path, ns_flags)) < 0)
         fail(ctx, PYSLIRP_STEP_SETNS_USER, errno);
-    if (a->netns_path && (o->netns = open(a->netns_path, O_RDONLY | O_CLOEXEC |
-                                          (a->netns_to_fd >= 0 ? O_NONBLOCK : 0))) < 0)
+    if (a->netns_path && (o->netns = open(a->netns_path, ns_flags)) < 0)
         fail(ctx, PYSLIRP_STEP_SETNS_NET, errno);
     if (a->mntns_fd >= 0 && (o->cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
         fail(ctx, PYSLIRP_STEP_SETNS_MOUNTS, errno);

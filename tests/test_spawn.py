@@ -207,6 +207,32 @@ def test_a_fifo_handed_over_as_netns_does_not_hang_the_spawn(tmp_path, hygiene):
     child.close_fd("out_fd")
 
 
+def test_a_fifo_as_netns_to_join_is_refused_without_hanging(tmp_path, hygiene):
+    """Opened without blocking, then refused by setns: the caller waits in vfork meanwhile,
+    where no signal reaches it, so a blocking open would hang it until a writer came."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def spawn() -> None:
+        try:
+            pyslirp.spawn(SLEEP, netns=str(fifo))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=spawn)
+    thread.start()
+    thread.join(timeout=10)
+    hung = thread.is_alive()
+    if hung:  # a writer lets the blocked open return
+        os.close(os.open(fifo, os.O_WRONLY))
+        thread.join()
+    assert not hung
+    assert isinstance(outcome[0], OSError)
+    assert outcome[0].step == "setns(net)"
+    assert outcome[0].filename == str(fifo)
+
+
 def test_pass_netns_without_a_netns_is_a_value_error():
     with pytest.raises(ValueError, match="pass_netns needs netns"):
         pyslirp.spawn(["true"], pass_netns=5)
