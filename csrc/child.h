@@ -8,6 +8,7 @@
 #define PYSLIRP_CHILD_H
 
 #include <errno.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "spawn.h"
@@ -46,6 +47,25 @@ static inline void write_record(int fd, int step, int err)
     do
         n = write(fd, &record, sizeof record);
     while (n < 0 && errno == EINTR);
+}
+
+/* Put every signal the parent catches back to its default (with ``ignored_too``, every
+ * ignored one as well): a handler the parent caught with would run the parent's
+ * (Python's) code here. 0, or the errno of the sigaction that failed. */
+static inline int reset_handlers(int ignored_too)
+{
+    static const struct sigaction default_action = {.sa_handler = SIG_DFL};
+
+    for (int sig = 1; sig < _NSIG; sig++) {
+        struct sigaction current;
+
+        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &current) != 0)
+            continue;
+        if (current.sa_handler != SIG_DFL && (ignored_too || current.sa_handler != SIG_IGN) &&
+            sigaction(sig, &default_action, NULL) != 0)
+            return errno;
+    }
+    return 0;
 }
 
 /* In the parent: say in ``slot`` which step failed, with its errno; returns -1. */

@@ -75,24 +75,6 @@ static pid_t raw_clone(uint64_t flags, int *pidfd)
     return (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
 }
 
-/* Put every signal back to its default, ignored ones too (CMD starts as in a fresh
- * container): a handler the parent caught with would run the parent's (Python's) code
- * here. 0, or the errno of the sigaction that failed. (spawn.c resets fewer.) */
-static int reset_signal_handlers(void)
-{
-    static const struct sigaction default_action = {.sa_handler = SIG_DFL};
-
-    for (int sig = 1; sig < _NSIG; sig++) {
-        struct sigaction current;
-
-        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &current) != 0)
-            continue;
-        if (current.sa_handler != SIG_DFL && sigaction(sig, &default_action, NULL) != 0)
-            return errno;
-    }
-    return 0;
-}
-
 static int read_byte(int fd)
 {
     char c;
@@ -299,7 +281,8 @@ static void __attribute__((noreturn)) init_main(const struct pyslirp_init_args *
     int kept[3], err;
     pid_t cmd;
 
-    if ((err = reset_signal_handlers()) != 0)
+    /* Ignored signals too: CMD starts as in a fresh container (spawn.c resets fewer). */
+    if ((err = reset_handlers(1)) != 0)
         fail(errfd, PYSLIRP_INIT_STEP_SIGNALS, err);
     sigemptyset(&empty);
     sigemptyset(&watched);

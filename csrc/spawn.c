@@ -63,21 +63,14 @@ static const int default_signals[] = {SIGHUP, SIGINT,  SIGQUIT, SIGPIPE,
                                       SIGTERM, SIGCHLD, SIGXFSZ};
 
 /* Put every caught signal (unless the clone already did) and default_signals back to
- * their default: a handler the parent caught with would run the parent's (Python's) code
- * here. 0, or the errno of the sigaction that failed. */
+ * their default; 0, or the errno of the sigaction that failed. */
 static int reset_signals(int caught_cleared)
 {
     static const struct sigaction default_action = {.sa_handler = SIG_DFL};
+    int err;
 
-    for (int sig = 1; !caught_cleared && sig < _NSIG; sig++) {
-        struct sigaction current;
-
-        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &current) != 0)
-            continue;
-        if (current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN &&
-            sigaction(sig, &default_action, NULL) != 0)
-            return errno;
-    }
+    if (!caught_cleared && (err = reset_handlers(0)) != 0)
+        return err;
     for (size_t i = 0; i < sizeof default_signals / sizeof default_signals[0]; i++)
         if (sigaction(default_signals[i], &default_action, NULL) != 0)
             return errno;
