@@ -162,8 +162,8 @@ def setup(opts: SetupOptions) -> SetupResult:
         # A namespace of a process (/proc/PID/ns/...) is handed to pasta as its own fd:
         # once pasta has dropped its capabilities it can open neither that of a process
         # that is not dumpable nor, rootless, another's user namespace. A named netns
-        # stays a path: pasta watches it and quits when it is deleted. (Opened by the
-        # spawn call: a Ctrl-C cannot come between an open and its owner.)
+        # stays a path: pasta watches it and quits when it is deleted. (Opened in the
+        # spawned child: a Ctrl-C cannot come between an open and its owner.)
         netns, userns = opts.netns, opts.userns_path
         handed: dict[str, str | int] = {}
         if netns.startswith("/proc/"):

@@ -535,7 +535,7 @@ class SpawnPlan:
                 ns_fds.append(-1 if ns is None else _fileno(name, ns))
                 ns_paths.append(ffi.NULL)
             else:
-                ns_fds.append(-1)  # opened by the spawn call: nothing of ours to leak here
+                ns_fds.append(-1)  # opened in the child: nothing of ours to leak here
                 ns_paths.append(ffi.new("char[]", _arg_bytes(name, ns)))
         if hold_sysctl is not None:
             sysctl = [ffi.new("char[]", _arg_bytes("sysctl", item)) for item in hold_sysctl]
