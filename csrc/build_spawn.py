@@ -98,7 +98,7 @@ ffibuilder.cdef(
                            int mntns_fd);
     int pyslirp_reap(struct pyslirp_slot *slot);
     int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
-    int pyslirp_ready(struct pyslirp_slot *slot, int timeout_ms);
+    int pyslirp_ready(struct pyslirp_slot *slot, int timeout_ms, int grace_ms);
     int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);
     int pyslirp_reaper_start(void);
     int pyslirp_adopts_orphans(void);

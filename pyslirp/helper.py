@@ -10,7 +10,6 @@ only, and exits with it however it dies (its exit fd is the process's owner pipe
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import itertools
@@ -125,17 +124,15 @@ class Helper:
         """Return once the helper writes a byte to its ready pipe; raise
         :class:`StartError` the moment it exits or closes the pipe without writing, and
         :class:`ReadyTimeout` at ``deadline`` (a :func:`time.monotonic` value). The wait
-        is one call into C (:meth:`~pyslirp.process.Child.ready`); once it answers, the
-        ready pipe is closed and a held sysctl put back."""
+        is one call into C (:meth:`~pyslirp.process.Child.ready`), which also waits for
+        the exit that follows a closed pipe; once it answers, the ready pipe is closed and
+        a held sysctl put back."""
         child = self.child
-        state = child.ready(deadline - time.monotonic())
+        state = child.ready(deadline - time.monotonic(), EXIT_GRACE)
         if state == READY:
             return
         while state == PENDING and time.monotonic() < deadline:
-            state = child.ready(deadline - time.monotonic())  # a signal came
-        if state == CLOSED and child.pidfd >= 0:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(max(0.0, min(EXIT_GRACE, deadline - time.monotonic())))
+            state = child.ready(deadline - time.monotonic(), EXIT_GRACE)  # a signal came
         if state != READY:
             raise self._not_ready(state)
 

@@ -118,14 +118,15 @@ class Child:
         """The pidfds :meth:`track` holds."""
         return [fd for fd in self._slot.extra_pidfds if fd >= 0]
 
-    def ready(self, timeout: float | None = 0.0) -> int:
+    def ready(self, timeout: float | None = 0.0, grace: float = 0.0) -> int:
         """Whether the child has written its ready byte: ``lib.PYSLIRP_READY_OK``,
         ``_EXITED`` (reaped without writing one), ``_CLOSED`` (its ready pipe at EOF, the
         child not yet reaped) or ``_PENDING``, after waiting up to ``timeout`` seconds
         (None: for ever) with the GIL released; ``_PENDING`` too when a signal came (its
-        handler runs on return). See ``pyslirp_ready`` in ``csrc/spawn.h``."""
+        handler runs on return). At EOF, the exit is waited for up to ``grace`` seconds
+        more, within ``timeout``. See ``pyslirp_ready`` in ``csrc/spawn.h``."""
         ms = -1 if timeout is None else math.ceil(max(timeout, 0.0) * 1000)
-        state = int(lib.pyslirp_ready(self._slot, ms))
+        state = int(lib.pyslirp_ready(self._slot, ms, math.ceil(grace * 1000)))
         if state < 0:
             if ffi.errno != errno.EINTR:
                 raise OSError(ffi.errno, os.strerror(ffi.errno))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import time
@@ -221,6 +222,20 @@ def test_fake_slirp4netns_faults_are_typed_and_leave_nothing(
         assert "fake: cannot configure" in str(info.value)
     assert set(children()) == before
     assert_empty_or_absent(config.tmp_dir)
+
+
+def test_exit_after_a_closed_ready_fd_is_reported_through_signals(hygiene, fake_slirp4netns, netns):
+    """The ready call waits a moment for the exit that follows a closed ready pipe, to say
+    how it ended; signals arriving meanwhile (a profiler's timer) do not cut that short."""
+    config = fake_slirp4netns("exec 3>&-; sleep 0.05; exit 3")
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+    try:
+        with pytest.raises(pyslirp.StartError, match="exited with status 3"):
+            pyslirp.setup(options(config, netns, ready_timeout=5.0))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_second_setup_with_the_same_container_id_leaves_the_first_alone(
