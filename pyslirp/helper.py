@@ -35,7 +35,7 @@ LOG_TAIL = 64 * 1024  # bytes of a helper's log kept for errors and log()
 MESSAGE_LINES = 8  # lines of that log an error message quotes, at most
 MESSAGE_CHARS = 2000
 READY, CLOSED = lib.PYSLIRP_READY_OK, lib.PYSLIRP_READY_CLOSED
-PENDING = lib.PYSLIRP_READY_PENDING
+PENDING, EXITED = lib.PYSLIRP_READY_PENDING, lib.PYSLIRP_READY_EXITED
 EXIT_PIPE = STEPS[lib.PYSLIRP_STEP_EXIT_PIPE]
 EXIT_GRACE = 0.1  # seconds a helper that closed its ready fd gets to exit
 KILL_WAIT = 1.0  # seconds a finalizer waits for a helper it SIGKILLed
@@ -159,7 +159,7 @@ class Helper:
         if state == PENDING:
             self.child.close_fd("ready_fd")  # (any other answer closed it)
             return self.error(f"{self.label} did not become ready in time", ReadyTimeout)
-        returncode = self.child.poll()
+        returncode = self.child.returncode if state == EXITED else self.child.poll()
         if returncode is None:
             return self.error(f"{self.label} closed its ready fd without writing")
         return self.error(f"{self.label} {_exit_reason(returncode)}")
@@ -364,10 +364,11 @@ def _alive(pid: int) -> bool:
 
 
 def read_tail(fd: int) -> str:
-    """The last 64 KiB written to the file ``fd``."""
-    size = os.fstat(fd).st_size
-    start = max(0, size - LOG_TAIL)
-    return os.pread(fd, size - start, start).decode(errors="replace")
+    """The last 64 KiB written to the file ``fd``: one read when it holds no more."""
+    data = os.pread(fd, LOG_TAIL + 1, 0)
+    if len(data) > LOG_TAIL:
+        data = os.pread(fd, LOG_TAIL, os.fstat(fd).st_size - LOG_TAIL)
+    return data.decode(errors="replace")
 
 
 def _last_distinct_lines(text: str, count: int) -> list[str]:

@@ -121,6 +121,18 @@ def test_a_helpers_long_crash_output_stays_out_of_the_message(fake_slirp4netns, 
     assert "frame 0:" in info.value.log and "frame 399:" in info.value.log
 
 
+def test_a_helpers_log_past_64_kib_keeps_its_last_64_kib(fake_slirp4netns, netns):
+    config = fake_slirp4netns(
+        'i=0; while [ $i -lt 2000 ]; do echo "frame $i: some long line of a crash dump"; '
+        "i=$((i+1)); done; echo 'the last words' >&2; exit 1"
+    )
+    with pytest.raises(pyslirp.StartError) as info:
+        pyslirp.setup(options(config, netns))
+    assert len(info.value.log) == 64 * 1024
+    assert "frame 0:" not in info.value.log
+    assert info.value.log.endswith("frame 1999: some long line of a crash dump\nthe last words\n")
+
+
 def test_rootlessport_s_start_error_keeps_its_exit_status_as_cause(fake_rootlessport, netns):
     config = fake_rootlessport("echo 'cannot expose privileged port 80'\nexit 3")
     mapping = pyslirp.PortMapping(host_port=8080, container_port=80)
