@@ -27,6 +27,8 @@ ffibuilder.cdef(
     #define PYSLIRP_STEP_MEMFD ...
     #define PYSLIRP_STEP_EXIT_PIPE ...
     #define PYSLIRP_STEP_SETNS_MOUNTS ...
+    #define PYSLIRP_STEP_STALE_EXE ...
+    #define PYSLIRP_STEP_STALE_MOUNTS ...
     #define PYSLIRP_MAX_EXTRA_PIDFDS ...
     #define PYSLIRP_READY_PENDING ...
     #define PYSLIRP_READY_OK ...
@@ -65,6 +67,11 @@ ffibuilder.cdef(
         const char *sysctl_netns;
         const char *sysctl_path;
         const char *sysctl_value;
+        char *const *template_paths;
+    };
+
+    struct pyslirp_file_id {
+        unsigned long long dev, ino, mtime_ns;
     };
 
     struct pyslirp_slot {
@@ -93,9 +100,13 @@ ffibuilder.cdef(
     void pyslirp_slot_release(struct pyslirp_slot *slot);
     int pyslirp_slot_add_pidfd(struct pyslirp_slot *slot, int pid);
     int pyslirp_slot_lock(struct pyslirp_slot *slot, const char *path);
+    struct pyslirp_template;
     int pyslirp_spawn_each(const struct pyslirp_spawn_args *plan, struct pyslirp_slot *slot,
                            const char *netns, const int *later_src, const char *sysctl_netns,
-                           int mntns_fd);
+                           const struct pyslirp_template *template,
+                           const struct pyslirp_file_id *exe_id);
+    int pyslirp_file_id(const char *path, struct pyslirp_file_id *id);
+    int pyslirp_same_file(const char *path, const struct pyslirp_file_id *id);
     int pyslirp_reap(struct pyslirp_slot *slot);
     int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
     int pyslirp_ready(struct pyslirp_slot *slot, int timeout_ms, int grace_ms);

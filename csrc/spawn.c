@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "mntns.h"
 #include "spawn.h"
 
 #define CHILD_STACK_SIZE (64 * 1024)
@@ -634,9 +635,30 @@ static int spawn_into(const struct pyslirp_spawn_args *args, struct pyslirp_slot
     return 0;
 }
 
+int pyslirp_file_id(const char *path, struct pyslirp_file_id *id)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        return -errno;
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    id->mtime_ns = (unsigned long long)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    return 0;
+}
+
+int pyslirp_same_file(const char *path, const struct pyslirp_file_id *id)
+{
+    struct pyslirp_file_id now;
+
+    return pyslirp_file_id(path, &now) == 0 && now.dev == id->dev && now.ino == id->ino &&
+           now.mtime_ns == id->mtime_ns;
+}
+
 int pyslirp_spawn_each(const struct pyslirp_spawn_args *plan, struct pyslirp_slot *slot,
                        const char *netns, const int *later_src, const char *sysctl_netns,
-                       int mntns_fd)
+                       const struct pyslirp_template *template,
+                       const struct pyslirp_file_id *exe_id)
 {
     struct pyslirp_spawn_args a = *plan;
     int fd_src[plan->nfds > 0 ? plan->nfds : 1];
@@ -652,8 +674,15 @@ int pyslirp_spawn_each(const struct pyslirp_spawn_args *plan, struct pyslirp_slo
     }
     if (sysctl_netns != NULL)
         a.sysctl_netns = sysctl_netns;
-    if (mntns_fd >= 0)
-        a.mntns_fd = mntns_fd;
+    /* A plan made earlier must still be right: checked before anything is made. */
+    if (exe_id != NULL && !pyslirp_same_file(a.path, exe_id))
+        return fail_parent(slot, PYSLIRP_STEP_STALE_EXE, ESTALE);
+    if (template != NULL) {
+        if (a.template_paths != NULL &&
+            !pyslirp_mounts_before(a.template_paths, template->first_mount_id))
+            return fail_parent(slot, PYSLIRP_STEP_STALE_MOUNTS, ESTALE);
+        a.mntns_fd = template->fd;
+    }
     return spawn_into(&a, slot);
 }
 

@@ -33,6 +33,8 @@
 #define PYSLIRP_STEP_MEMFD 17
 #define PYSLIRP_STEP_EXIT_PIPE 18
 #define PYSLIRP_STEP_SETNS_MOUNTS 19
+#define PYSLIRP_STEP_STALE_EXE 20    /* ESTALE: the executable is not the file it was */
+#define PYSLIRP_STEP_STALE_MOUNTS 21 /* ESTALE: the template lacks a mount the child needs */
 
 /* Child fd numbers are at most this; the slot holds at most this many extra pidfds. */
 #define PYSLIRP_MAX_EXTRA_PIDFDS 4
@@ -71,7 +73,20 @@ struct pyslirp_spawn_args {
     const char *sysctl_netns;
     const char *sysctl_path;
     const char *sysctl_value;
+    /* Paths (NULL-terminated) on mounts a template joined with pyslirp_spawn_each must
+     * have (see pyslirp_mounts_before), or NULL. */
+    char *const *template_paths;
 };
+
+/* A file as pyslirp_file_id found it: a plan made with it can tell it was replaced. */
+struct pyslirp_file_id {
+    unsigned long long dev, ino, mtime_ns;
+};
+
+/* Fill ``id`` with the file at ``path``; 0, or -errno (``id`` left as it was). */
+int pyslirp_file_id(const char *path, struct pyslirp_file_id *id);
+/* 1 if the file at ``path`` is still ``id`` (the same inode, not modified since), else 0. */
+int pyslirp_same_file(const char *path, const struct pyslirp_file_id *id);
 
 #define PYSLIRP_DEVNULL (-2)
 
@@ -119,11 +134,15 @@ int pyslirp_slot_lock(struct pyslirp_slot *slot, const char *path);
 /* Start a child of ``plan`` into ``slot``, with one spawn's own values in place of the
  * plan's: ``netns`` (a path to join or hand over), ``later_src`` (the parent fds, in child
  * fd order, for the child fds whose plan fd_src is -1), ``sysctl_netns``; NULL for the
- * plan's own. ``mntns_fd``: the mount namespace to join, or -1 for the plan's. 0, or -1
- * with slot->step/err set and nothing left open. */
+ * plan's own. ``template``: a template mount namespace to join, which must have the
+ * mounts of the plan's template_paths (else step STALE_MOUNTS), or NULL for the plan's.
+ * ``exe_id``: what the executable must still be (else step STALE_EXE), or NULL. Both
+ * are checked before the clone. 0, or -1 with slot->step/err set and nothing left open. */
+struct pyslirp_template;
 int pyslirp_spawn_each(const struct pyslirp_spawn_args *plan, struct pyslirp_slot *slot,
                        const char *netns, const int *later_src, const char *sysctl_netns,
-                       int mntns_fd);
+                       const struct pyslirp_template *template,
+                       const struct pyslirp_file_id *exe_id);
 
 /* Collect the child's status if it has exited; 1 once it has. */
 int pyslirp_reap(struct pyslirp_slot *slot);
@@ -138,9 +157,10 @@ int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
 #define PYSLIRP_READY_CLOSED 3  /* the ready pipe is at EOF and the child not yet reaped */
 /* Wait up to timeout_ms (-1: for ever) for the child's ready byte or its exit; a byte
  * written just before the exit wins. At EOF without a byte, the exit that follows is
- * waited for up to grace_ms more (within timeout_ms), and the child reaped: EXITED. The first answer other than PENDING is kept (later
- * calls return it at once), and with it the ready pipe is closed, the held sysctl put
- * back and a captured stdout (read only for errors before ready) closed. -1 with errno
+ * waited for up to grace_ms more (within timeout_ms), and the child reaped: EXITED. The
+ * first answer other than PENDING is kept (later calls return it at once), and with it
+ * the ready pipe is closed, the held sysctl put back and a captured stdout (read only
+ * for errors before ready) closed. -1 with errno
  * (EINTR: a signal came; ECHILD: not this process's child; EBADF: no ready pipe). While
  * it waits, the reaper does not watch the child: this caller reaps a child that died. */
 int pyslirp_ready(struct pyslirp_slot *slot, int timeout_ms, int grace_ms);

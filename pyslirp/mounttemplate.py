@@ -12,9 +12,9 @@ netns is handed to them by fd, as its path does not exist there.
 A path on a mount newer than the template (a tmp_dir filesystem mounted since, or a
 ``/run/netns`` that ``ip netns add`` has only now made a mount) is answered with a new
 template: unique mount ids only grow, so that test is one ``statx`` per path, whatever the
-number of mounts. A setup makes it after its spawn, off the critical path
-(:meth:`MountPaths.latest`, then :meth:`MountPaths.in_template`), and starts again in a
-new template when it fails. Unique mount ids need Linux 6.8; before, :func:`template_for`
+number of mounts. A setup's spawn call makes that test before its clone (given
+:meth:`MountPaths.latest` and the plan's ``template_paths``), and the setup starts again
+in a new template when it fails. Unique mount ids need Linux 6.8; before, :func:`template_for`
 returns None and the caller copies the host's namespace per spawn, as before.
 """
 
@@ -25,6 +25,7 @@ import errno
 import os
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from ._spawn import ffi, lib
 
@@ -57,6 +58,11 @@ class MountTemplate:
         return int(self._made.fd)
 
     @property
+    def c_template(self) -> Any:
+        """The C struct the spawn call reads the fd and first mount id from."""
+        return self._made
+
+    @property
     def first_mount_id(self) -> int:
         """Mounts with smaller unique ids existed when it was made, and are there."""
         return int(self._made.first_mount_id)
@@ -78,7 +84,7 @@ class MountPaths:
     def __init__(self, paths: Iterable[str]) -> None:
         self.paths = [os.path.abspath(path) for path in paths]
         self._strings = [ffi.new("char[]", os.fsencode(path)) for path in [NETNS_DIR, *self.paths]]
-        self._c_paths = ffi.new("char *[]", [*self._strings, ffi.NULL])
+        self.c_paths = ffi.new("char *[]", [*self._strings, ffi.NULL])  # a plan's template_paths
 
     def template(self) -> MountTemplate | None:
         """This process's template, made (or made anew) to have these paths' mounts; the
@@ -90,14 +96,14 @@ class MountPaths:
 
     def latest(self) -> MountTemplate | None:
         """This process's template as it is, unchecked (made if there is none yet): for a
-        spawn that checks :meth:`in_template` afterwards, off its critical path."""
+        spawn call that checks it (``template_paths``)."""
         current = _current
         return current if current is not None else self.template()
 
     def in_template(self, template: MountTemplate) -> bool:
         """Whether these paths' mounts (and /run/netns's) are in ``template``: one C call,
         a statx per path (a missing path: its nearest existing parent's mount)."""
-        return bool(lib.pyslirp_mounts_before(self._c_paths, template.first_mount_id))
+        return bool(lib.pyslirp_mounts_before(self.c_paths, template.first_mount_id))
 
 
 _lock = threading.Lock()

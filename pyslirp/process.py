@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol, TypeAlias, TypeVar
 
 from ._spawn import ffi, lib
 from .lookpath import look_path
+from .mounttemplate import MountPaths, MountTemplate
 from .signals import block_in_this_thread
 
 __all__ = ["DEVNULL", "Child", "spawn"]
@@ -57,6 +58,8 @@ STEPS = {
     lib.PYSLIRP_STEP_MEMFD: "make memfds",
     lib.PYSLIRP_STEP_EXIT_PIPE: "check the exit pipe",
     lib.PYSLIRP_STEP_SETNS_MOUNTS: "setns(mnt)",
+    lib.PYSLIRP_STEP_STALE_EXE: "check the executable",
+    lib.PYSLIRP_STEP_STALE_MOUNTS: "check the template's mounts",
 }
 
 
@@ -474,6 +477,7 @@ class SpawnPlan:
         mount_ns: FdLike | None = None,
         pass_netns: int | None = None,
         pass_userns: int | None = None,
+        template_paths: MountPaths | None = None,
     ) -> None:
         if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence) or not argv:
             raise TypeError(f"argv must be a non-empty sequence of strings, not {argv!r}")
@@ -595,8 +599,10 @@ class SpawnPlan:
                 "sysctl_netns": sysctl[0],
                 "sysctl_path": sysctl[1],
                 "sysctl_value": sysctl[2],
+                "template_paths": ffi.NULL if template_paths is None else template_paths.c_paths,
             },
         )
+        self._template_paths = template_paths  # (its C data lives as long)
 
     def spawn(
         self,
@@ -607,13 +613,19 @@ class SpawnPlan:
         sysctl_netns: StrPath | None = None,
         input: bytes | None = None,
         netns: StrPath | None = None,
-        mount_ns: int | None = None,
+        mount_ns: MountTemplate | None = None,
+        exe_id: Any = None,
     ) -> Child:
         """Start one child (into ``child``, a new, unspawned :class:`Child`, if given),
         with ``argv``'s items (index: value) and ``fds``'s parent fds (for the child fds
         the plan left to None) in place, ``hold_sysctl`` in ``sysctl_netns``,
         ``input`` for the plan's (when it was made with some), and ``netns`` (a path)
-        and ``mount_ns`` (an fd) for the plan's."""
+        and ``mount_ns`` (a template to join) for the plan's.
+
+        Before the clone, the spawn call checks that ``mount_ns`` has the mounts of the
+        plan's ``template_paths``, and that the executable is still ``exe_id`` (from
+        :func:`file_id`), if given: else nothing is spawned and the OSError (ESTALE) has
+        ``step`` "check the template's mounts" or "check the executable"."""
         if child is None:
             child = Child(self._names)
         elif child._slot.pid:
@@ -622,11 +634,8 @@ class SpawnPlan:
         if argv or input is not None:
             c_args, _keep = self._with(argv, input)  # (alive until the call returned)
         later = self._later_sources(fds) if fds or self._later else ffi.NULL
-        mntns_fd = -1
-        if mount_ns is not None:
-            if self._private_mounts:
-                raise ValueError("mount_ns and private_mounts exclude each other")
-            mntns_fd = _fileno("mount_ns", mount_ns)
+        if mount_ns is not None and self._private_mounts:
+            raise ValueError("mount_ns and private_mounts exclude each other")
         slot = child._slot
         each = (
             c_args,
@@ -634,7 +643,8 @@ class SpawnPlan:
             ffi.NULL if netns is None else _path_bytes("netns", netns),
             later,
             ffi.NULL if sysctl_netns is None else _path_bytes("sysctl", sysctl_netns),
-            mntns_fd,
+            ffi.NULL if mount_ns is None else mount_ns.c_template,
+            ffi.NULL if exe_id is None else exe_id,
         )
         if self._pdeathsig:
             status = _SPAWNER.call(lambda: lib.pyslirp_spawn_each(*each))
@@ -689,6 +699,20 @@ class SpawnPlan:
             lib.PYSLIRP_STEP_SETNS_USER: self._userns,
         }.get(step)
         return _spawn_error(step, err, filename)
+
+
+def file_id(path: StrPath) -> Any:
+    """What the file at ``path`` is now (device, inode, mtime), as C data: a spawn given
+    it as ``exe_id`` (and :func:`same_file`) can tell the file was replaced since. For a
+    path that cannot be looked at, zeros: what no file is."""
+    made = ffi.new("struct pyslirp_file_id *")
+    lib.pyslirp_file_id(os.fsencode(path), made)
+    return made
+
+
+def same_file(path: StrPath, made: Any) -> bool:
+    """Whether the file at ``path`` is still the one :func:`file_id` found."""
+    return bool(lib.pyslirp_same_file(os.fsencode(path), made))
 
 
 def _spawn_error(step: int, err: int, filename: object) -> OSError:

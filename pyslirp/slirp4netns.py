@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Network
 
+from ._spawn import lib
 from .addresses import DEFAULT_SUBNET
 from .apisocket import request_steps
 from .argv import BINARY_NAME, EXIT_FD, NETNS_FD, READY_FD, build_argv
@@ -30,7 +31,7 @@ from .helper import Helper, start_error
 from .mounttemplate import MountPaths, MountTemplate
 from .options import SetupOptions, check_fd, check_path, fd_of
 from .ports import PortMapping, slirp4netns_hostfwd_args
-from .process import DEVNULL, Child, FdLike, SpawnPlan
+from .process import DEVNULL, STEPS, Child, FdLike, SpawnPlan, file_id, same_file
 from .rootlessport import check_tmp_dir, prepare_rootlessport, rootlessport_plan, start_rootlessport
 from .steps import Steps, drive, drive_all
 
@@ -39,6 +40,7 @@ __all__ = ["SetupOptions", "SetupPlan", "SetupResult", "close_all", "setup"]
 ACCEPT_DAD = "/proc/sys/net/ipv6/conf/default/accept_dad"
 SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), the terminating NUL included
 HELPER_UMASK = 0o077  # the API socket slirp4netns makes is reachable by our uid only
+STALE_EXE, STALE_MOUNTS = STEPS[lib.PYSLIRP_STEP_STALE_EXE], STEPS[lib.PYSLIRP_STEP_STALE_MOUNTS]
 
 
 class SetupResult:
@@ -204,20 +206,20 @@ def setup_steps(opts: SetupOptions) -> Steps[SetupResult]:
 
 
 class _StalePlan(StartError):
-    """A kept plan's binary or search path changed (seen after a spawn, or when the
-    spawn failed): the setup was undone, to be made again with a new plan. Made again
-    once only: should the second go find it changed again, this is what it raises."""
+    """A kept plan's binary was replaced (seen by the spawn call, which then spawned
+    nothing): the setup is made again with a new plan. Made again once only: should the
+    second go find it changed again, this is what it raises."""
 
     def __init__(self) -> None:
         super().__init__(
-            f"{BINARY_NAME}'s binary, $PATH or a mount it uses changed while it started: try again"
+            f"{BINARY_NAME}'s binary or a mount it uses changed while it started: try again"
         )
 
 
 class _StaleTemplate(_StalePlan):
-    """slirp4netns was started in a template mount namespace older than a mount of one of
-    its paths (seen after the spawn, or when it failed): the setup was undone, to be made
-    again in a new template."""
+    """The template mount namespace is older than a mount of one of slirp4netns's paths
+    (seen by the spawn call, which then spawned nothing): the setup is made again in a
+    new template."""
 
 
 class SetupPlan:
@@ -242,7 +244,7 @@ class SetupPlan:
         self.ipv6 = network.enable_ipv6
         self._env = _binary_env()
         self.binary = config.find_network_cmd()
-        self._identity = _identity(self.binary)
+        self._exe_id = file_id(self.binary)  # a kept plan's spawns check it is still so
         self._api = bool(opts.ports) and network.port_handler == "slirp4netns"
         api_socket = None
         if self._api:
@@ -304,6 +306,7 @@ class SetupPlan:
                 # IPv6 DAD would keep tap0's address tentative for 2-4 s: off while it is
                 # made (in each setup's netns).
                 hold_sysctl=(opts.netns, ACCEPT_DAD, "0") if self.ipv6 else None,
+                template_paths=self._mount_paths if self._in_template else None,
             )
         except OSError as exc:
             raise start_error(f"cannot start {self.binary}", exc) from exc
@@ -311,7 +314,7 @@ class SetupPlan:
     def current(self) -> bool:
         """Whether the binary found is still the one at its path, and ``$PATH`` and
         ``$CONTAINERS_HELPER_BINARY_DIR`` are as they were (what :func:`setup` checks)."""
-        return _binary_env() == self._env and _identity(self.binary) == self._identity
+        return _binary_env() == self._env and same_file(self.binary, self._exe_id)
 
     def setup(
         self,
@@ -359,9 +362,9 @@ class SetupPlan:
         """The setup sequence, waited for in this thread (in C, without the GIL): start,
         ready, publish. :meth:`_steps` is the same sequence for other drivers."""
         deadline = time.monotonic() + opts.ready_timeout
-        result, template = self._start(opts, netns, exit_r)
+        result = self._start(opts, netns, exit_r)
         try:
-            payload = self._while_starting(result, template, opts)
+            payload = self._prepare_rootlessport(result, opts)
             result.slirp4netns.wait_ready(deadline)
             if opts.ports:
                 drive(self._publish_steps(result, opts, deadline, payload))
@@ -372,9 +375,9 @@ class SetupPlan:
 
     def _steps(self, opts: SetupOptions) -> Steps[SetupResult]:
         deadline = time.monotonic() + opts.ready_timeout
-        result, template = self._start(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
+        result = self._start(opts, opts.netns, opts.slirp4netns_exit_pipe_r)
         try:
-            payload = self._while_starting(result, template, opts)
+            payload = self._prepare_rootlessport(result, opts)
             yield from result.slirp4netns.ready_steps(deadline)
             yield from self._publish_steps(result, opts, deadline, payload)
         except BaseException:
@@ -382,13 +385,11 @@ class SetupPlan:
             raise
         return result
 
-    def _start(
-        self, opts: SetupOptions, netns: str, exit_r: FdLike | None
-    ) -> tuple[SetupResult, MountTemplate | None]:
+    def _start(self, opts: SetupOptions, netns: str, exit_r: FdLike | None) -> SetupResult:
         """Check this network's values, make its result, and spawn slirp4netns into it:
         ready pipe on fd 3, exit pipe on fd 4 (ours unless the caller gave one), stdout
-        and stderr into its log; with the template it was started in, if any (unchecked:
-        see :meth:`_stale`)."""
+        and stderr into its log. The spawn call first checks that a kept plan's binary
+        is the one it probed, and that the template has the mounts of its paths."""
         if self._caller_exit != (exit_r is not None):
             raise OptionError(
                 "slirp4netns_exit_pipe_r must be given to a plan made with one, and only then"
@@ -403,7 +404,6 @@ class SetupPlan:
         result = SetupResult(
             self.subnet, self.ipv6, api_socket, label=f"{BINARY_NAME} for netns {netns}"
         )
-        template = None
         try:
             helper = result.slirp4netns
             argv: dict[int, str] = {}
@@ -419,40 +419,23 @@ class SetupPlan:
                 fds={EXIT_FD: exit_r} if exit_r is not None else None,
                 sysctl_netns=netns if self.ipv6 else None,
                 netns=netns if template is not None else None,
-                mount_ns=template.fd if template is not None else None,
+                mount_ns=template,
+                exe_id=self._exe_id if self._kept else None,
             )
         except BaseException as exc:
             result.close(timeout=0)
-            stale = self._stale(template) if isinstance(exc, StartError) else None
-            if stale is not None:
-                raise stale from exc
+            step = getattr(exc.__cause__, "step", None)
+            if step == STALE_EXE:
+                raise _StalePlan() from exc
+            if step == STALE_MOUNTS:
+                raise _StaleTemplate() from exc
             raise
-        return result, template
-
-    def _while_starting(
-        self, result: SetupResult, template: MountTemplate | None, opts: SetupOptions
-    ) -> bytes | None:
-        """What runs between the spawn and the ready wait, off the critical path: the
-        checks of :meth:`_stale` (raised), then rootlessport's config, if it publishes the
-        ports (see :meth:`_prepare_rootlessport`)."""
-        stale = self._stale(template)
-        if stale is not None:
-            raise stale
-        return self._prepare_rootlessport(result, opts)
-
-    def _stale(self, template: MountTemplate | None) -> _StalePlan | None:
-        """Why a setup just started must be made again, if it must: its template lacks the
-        mount of one of its paths (newer than it), or this kept plan's binary moved."""
-        if template is not None and not self._mount_paths.in_template(template):
-            return _StaleTemplate()
-        if self._kept and not self.current():
-            return _StalePlan()
-        return None
+        return result
 
     def _template(self, *, checked: bool = True) -> MountTemplate | None:
         """The template mount namespace, with the mounts of slirp4netns's binary and its
         API socket's directory (one statx each); None before Linux 6.8. Unless
-        ``checked``, the latest as it is: :meth:`_stale` checks it while slirp4netns starts."""
+        ``checked``, the latest as it is: the spawn call checks it."""
         paths = self._mount_paths
         try:
             return paths.template() if checked else paths.latest()
@@ -461,7 +444,7 @@ class SetupPlan:
 
     def _prepare_rootlessport(self, result: SetupResult, opts: SetupOptions) -> bytes | None:
         """rootlessport's handle (under ``result``), private directory and config, when it
-        publishes the ports: made while slirp4netns starts, off the setup's critical path."""
+        publishes the ports: made while slirp4netns starts."""
         if self._rootlessport is None:
             return None
         result.rootlessport = Helper("rootlessport")
@@ -498,10 +481,16 @@ def forget_plans() -> None:
 
 
 def _kept_plan(opts: SetupOptions) -> SetupPlan:
-    """The plan kept from an earlier setup alike, else a new one. Whether it is still
-    current is checked after the spawn, while slirp4netns starts (see :func:`setup`)."""
+    """The plan kept from an earlier setup alike (made with this $PATH and
+    $CONTAINERS_HELPER_BINARY_DIR), else a new one. The spawn call checks that its binary
+    is still the one it probed."""
     plan = _plans.get(opts.plan_hash)
-    if plan is None or plan._opts.plan_key != opts.plan_key or plan.euid != os.geteuid():
+    if (
+        plan is None
+        or plan._opts.plan_key != opts.plan_key
+        or plan.euid != os.geteuid()
+        or plan._env != _binary_env()
+    ):
         plan = _new_plan(opts)
     return plan
 
@@ -517,14 +506,6 @@ def _new_plan(opts: SetupOptions) -> SetupPlan:
 
 def _binary_env() -> tuple[str | None, str | None]:
     return os.environ.get("PATH"), os.environ.get("CONTAINERS_HELPER_BINARY_DIR")
-
-
-def _identity(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
 def _api_socket_path(tmp_dir: str, container_id: str) -> str:

@@ -4,6 +4,7 @@ host's netns mounts survive, and what is mounted or made after the template stil
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 import pyslirp
 from pyslirp import mounttemplate
+from pyslirp.process import SpawnPlan
 
 from support.netns import echo_server, link, tcp_echo
 from support.ports import free_port
@@ -94,6 +96,23 @@ def test_a_missing_path_counts_as_its_nearest_existing_parent(tmp_path):
     assert mounttemplate.MountPaths([str(tmp_path / "missing" / "deeper")]).in_template(held)
 
 
+def test_a_spawn_refuses_a_template_older_than_a_mount_of_its_paths(hygiene, short_tmp):
+    """The spawn call checks before its clone; nothing runs in a template that lacks a
+    mount the child needs."""
+    held = template()
+    with mounted_tmpfs(short_tmp / "fs") as path:
+        plan = SpawnPlan(["true"], template_paths=mounttemplate.MountPaths([str(path)]))
+        with pytest.raises(OSError) as info:
+            plan.spawn(mount_ns=held)
+        assert (info.value.errno, getattr(info.value, "step", None)) == (
+            errno.ESTALE,
+            "check the template's mounts",
+        )
+        newer = mounttemplate.template_for([str(path)])
+        assert newer is not None and newer is not held
+        assert plan.spawn(mount_ns=newer).wait() == 0
+
+
 def test_run_works_where_no_netns_was_ever_added():
     """/run/netns exists only once `ip netns add` has made it (a fresh machine has none):
     each setup found its template stale for the missing path, and `pyslirp run` failed."""
@@ -131,8 +150,8 @@ def test_tmp_dir_on_a_filesystem_mounted_after_the_template(hygiene, make_netns,
 def test_a_plan_made_before_a_mount_on_its_tmp_dir_starts_in_a_new_template(
     hygiene, make_netns, short_tmp, how
 ):
-    """The template is checked while slirp4netns starts: one started in a template that
-    lacks a mount of its paths is stopped, and started once more in a new template."""
+    """The spawn call checks the template before its clone: one that lacks a mount of
+    the plan's paths is replaced, and slirp4netns started in the new one."""
     tmp_dir, port = short_tmp / "fs" / "run", free_port()
     opts = pyslirp.SetupOptions(
         config=pyslirp.Config(tmp_dir=str(tmp_dir)),

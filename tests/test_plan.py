@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import pyslirp
-from pyslirp import mounttemplate, slirp4netns
+from pyslirp import mounttemplate, process, slirp4netns
 
 from support.fakes import script
 from support.netns import addresses, default_route, echo_server, tcp_echo
@@ -166,15 +166,29 @@ def test_a_change_seen_twice_in_one_setup_is_a_start_error(
     hygiene, config, make_netns, monkeypatch, what
 ):
     """Made again once; changed again meanwhile (a binary replaced twice, mounts made
-    twice), the setup is a StartError like any other, and leaves nothing."""
+    twice), the setup is a StartError like any other, and leaves nothing. (The spawn call
+    checks: here it is given an identity the binary never had, or a template older than
+    every mount.)"""
     if what == "binary":
-        monkeypatch.setattr(pyslirp.SetupPlan, "current", lambda self: False)
+
+        def moved(path: str) -> object:
+            made = process.file_id(path)
+            made.mtime_ns += 1
+            return made
+
+        monkeypatch.setattr(slirp4netns, "file_id", moved)
         start = lambda: pyslirp.setup(options(config, make_netns()))  # noqa: E731
     else:
         plan = pyslirp.SetupPlan(options(config, make_netns()))
         if not plan._in_template:
             pytest.skip("no template mount namespace here (Linux < 6.8)")
-        monkeypatch.setattr(mounttemplate.MountPaths, "in_template", lambda self, t: False)
+        current = mounttemplate.template_for([])
+        assert current is not None
+        old = mounttemplate.MountTemplate()
+        old.c_template.fd = os.dup(current.fd)
+        old.c_template.first_mount_id = 1  # before every mount
+        monkeypatch.setattr(mounttemplate.MountPaths, "template", lambda self: old)
+        monkeypatch.setattr(mounttemplate.MountPaths, "latest", lambda self: old)
         start = lambda: plan.setup(make_netns())  # noqa: E731
     with pytest.raises(pyslirp.StartError, match="changed while it started: try again"):
         start()

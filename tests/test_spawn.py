@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import pyslirp
+from pyslirp.process import SpawnPlan, file_id
 
 from support.netns import PROGRAMS
 from support.processes import (
@@ -420,3 +423,23 @@ def test_new_netns_is_owned_by_the_new_userns(hygiene, kill_later):
         os.close(owner)
     finally:
         os.close(netns)
+
+
+def test_a_plan_spawns_nothing_once_its_executable_was_replaced(hygiene, tmp_path):
+    """Given what the executable was (``exe_id``), the spawn call checks it before the
+    clone: a file put in its place is refused with ESTALE, and nothing runs."""
+    exe = tmp_path / "prog"
+    shutil.copy("/bin/true", exe)
+    plan = SpawnPlan([str(exe)])
+    was = file_id(exe)
+    assert plan.spawn(exe_id=was).wait() == 0
+    shutil.copy("/bin/true", tmp_path / "new")
+    os.replace(tmp_path / "new", exe)
+    with pytest.raises(OSError) as info:
+        plan.spawn(exe_id=was)
+    assert (info.value.errno, getattr(info.value, "step", None)) == (
+        errno.ESTALE,
+        "check the executable",
+    )
+    assert children() == {}
+    assert plan.spawn(exe_id=file_id(exe)).wait() == 0
