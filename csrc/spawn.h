@@ -160,9 +160,9 @@ int pyslirp_wait(struct pyslirp_slot *slot, int timeout_ms);
  * waited for up to grace_ms more (within timeout_ms), and the child reaped: EXITED. The
  * first answer other than PENDING is kept (later calls return it at once), and with it
  * the ready pipe is closed, the held sysctl put back and a captured stdout (read only
- * for errors before ready) closed. -1 with errno
- * (EINTR: a signal came; ECHILD: not this process's child; EBADF: no ready pipe). While
- * it waits, the reaper does not watch the child: this caller reaps a child that died. */
+ * for errors before ready) closed. -1 with errno (EINTR: a signal came; ECHILD: not
+ * this process's child; EBADF: no ready pipe). While it waits, the reaper does not
+ * watch the child: this caller reaps a child that died. */
 int pyslirp_ready(struct pyslirp_slot *slot, int timeout_ms, int grace_ms);
 /* Send ``sig`` to the child (and its process group, when ``group``) unless it was reaped. */
 int pyslirp_signal(struct pyslirp_slot *slot, int sig, int group);

@@ -14,8 +14,9 @@ A path on a mount newer than the template (a tmp_dir filesystem mounted since, o
 template: unique mount ids only grow, so that test is one ``statx`` per path, whatever the
 number of mounts. A setup's spawn call makes that test before its clone (given
 :meth:`MountPaths.latest` and the plan's ``template_paths``), and the setup starts again
-in a new template when it fails. Unique mount ids need Linux 6.8; before, :func:`template_for`
-returns None and the caller copies the host's namespace per spawn, as before.
+in a new template when it fails. Unique mount ids need Linux 6.8; before,
+:func:`template_for` returns None and the caller copies the host's namespace per spawn,
+as before.
 """
 
 from __future__ import annotations
