@@ -147,6 +147,20 @@ def test_setup_probes_a_replaced_binary_again(hygiene, short_tmp, make_netns):
 
 
 @pytest.mark.root
+def test_setup_with_a_kept_plan_whose_binary_was_removed_says_so(hygiene, short_tmp, make_netns):
+    """The spawn call finds the binary gone before it clones: the plan is made again,
+    and finding nothing is BinaryNotFound, as for a first setup."""
+    binary = short_tmp / "bin" / "slirp4netns"
+    shutil.copy(SLIRP4NETNS, binary.parent.mkdir() or binary)
+    config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), network_cmd_path=str(binary))
+    pyslirp.setup(options(config, make_netns())).close()
+    binary.unlink()
+    with pytest.raises(pyslirp.BinaryNotFound):
+        pyslirp.setup(options(config, make_netns()))
+    assert not pids_of(str(binary))
+
+
+@pytest.mark.root
 def test_setup_looks_in_a_changed_path_again(hygiene, short_tmp, make_netns, monkeypatch):
     marker = short_tmp / "ran"
     config = pyslirp.Config(tmp_dir=str(short_tmp / "run"), helper_binaries_dir=())
