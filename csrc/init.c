@@ -35,7 +35,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -174,14 +173,6 @@ static void build_view(const struct pyslirp_init_args *a, int errfd)
         fail(errfd, PYSLIRP_INIT_STEP_MOUNT_SYS, errno);
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 /* Whether the netlink messages in buf announce a global, non-tentative IPv6 address. */
 static int usable_ipv6(const char *buf, ssize_t len)
 {
@@ -229,7 +220,7 @@ static int wait_ipv6(long long deadline)
         goto fail;
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        long long left = deadline - now_ms();
+        long long left = deadline - pyslirp_now_ms();
         ssize_t n;
 
         if (left <= 0) {

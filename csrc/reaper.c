@@ -460,24 +460,24 @@ int pyslirp_wait(struct pyslirp_slot *s, int timeout_ms)
     return 1;
 }
 
-static int64_t monotonic_ms(void)
+long long pyslirp_now_ms(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
 /* After the ready pipe's EOF: wait up to grace_ms, within the call's timeout (-1: none)
  * that began at ``start``, for the exit that usually follows at once. A signal does not
  * end this short wait early: its handler runs once the call returns. */
-static void wait_exit_grace(struct pollfd *pidfd, int64_t start, int timeout_ms, int grace_ms)
+static void wait_exit_grace(struct pollfd *pidfd, long long start, int timeout_ms, int grace_ms)
 {
-    int64_t end = monotonic_ms() + grace_ms, left;
+    long long end = pyslirp_now_ms() + grace_ms, left;
 
     if (timeout_ms >= 0 && start + timeout_ms < end)
         end = start + timeout_ms;
-    while ((left = end - monotonic_ms()) > 0 && poll(pidfd, 1, (int)left) < 0 && errno == EINTR)
+    while ((left = end - pyslirp_now_ms()) > 0 && poll(pidfd, 1, (int)left) < 0 && errno == EINTR)
         ;
 }
 
@@ -485,7 +485,7 @@ int pyslirp_ready(struct pyslirp_slot *s, int timeout_ms, int grace_ms)
 {
     struct pollfd pfd[2] = {{.fd = s->ready_fd, .events = POLLIN},
                             {.fd = s->pidfd, .events = POLLIN}};
-    int64_t start = timeout_ms >= 0 && grace_ms > 0 ? monotonic_ms() : 0;
+    long long start = timeout_ms >= 0 && grace_ms > 0 ? pyslirp_now_ms() : 0;
     int state = PYSLIRP_READY_PENDING;
     char byte;
 

@@ -189,6 +189,9 @@ void pyslirp_forget_owner_pipe(void);
  * thread waits for an RCU grace period (~15 ms): the reaper's start does it first. */
 void pyslirp_move_high(int *fd);
 
+/* CLOCK_MONOTONIC in milliseconds (Python's time.monotonic() * 1000); async-signal-safe. */
+long long pyslirp_now_ms(void);
+
 /* Start this process's reaper thread if it is not running; 0 or an errno. */
 int pyslirp_reaper_start(void);
 
