@@ -6,6 +6,7 @@ import math
 import os
 import resource
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -108,29 +109,33 @@ def test_running_out_of_fds_is_a_start_error_and_leaves_nothing(config, netns, h
     assert not Path(config.tmp_dir).exists() or os.listdir(config.tmp_dir) == []
 
 
-def test_a_helpers_long_crash_output_stays_out_of_the_message(fake_slirp4netns, netns):
+def crash_error(
+    fake_slirp4netns: Callable[[str], pyslirp.Config], netns: str, frames: int
+) -> pyslirp.StartError:
+    """setup()'s error for a slirp4netns that prints ``frames`` lines of a crash dump,
+    then its last words on stderr, and exits 1."""
     config = fake_slirp4netns(
-        'i=0; while [ $i -lt 400 ]; do echo "frame $i: some long line of a crash dump"; '
+        f'i=0; while [ $i -lt {frames} ]; do echo "frame $i: some long line of a crash dump"; '
         "i=$((i+1)); done; echo 'the last words' >&2; exit 1"
     )
     with pytest.raises(pyslirp.StartError) as info:
         pyslirp.setup(options(config, netns))
-    message = str(info.value)
+    return info.value
+
+
+def test_a_helpers_long_crash_output_stays_out_of_the_message(fake_slirp4netns, netns):
+    error = crash_error(fake_slirp4netns, netns, 400)
+    message = str(error)
     assert message.count("\n") < 10
     assert message.endswith("the last words")
-    assert "frame 0:" in info.value.log and "frame 399:" in info.value.log
+    assert "frame 0:" in error.log and "frame 399:" in error.log
 
 
 def test_a_helpers_log_past_64_kib_keeps_its_last_64_kib(fake_slirp4netns, netns):
-    config = fake_slirp4netns(
-        'i=0; while [ $i -lt 2000 ]; do echo "frame $i: some long line of a crash dump"; '
-        "i=$((i+1)); done; echo 'the last words' >&2; exit 1"
-    )
-    with pytest.raises(pyslirp.StartError) as info:
-        pyslirp.setup(options(config, netns))
-    assert len(info.value.log) == 64 * 1024
-    assert "frame 0:" not in info.value.log
-    assert info.value.log.endswith("frame 1999: some long line of a crash dump\nthe last words\n")
+    error = crash_error(fake_slirp4netns, netns, 2000)
+    assert len(error.log) == 64 * 1024
+    assert "frame 0:" not in error.log
+    assert error.log.endswith("frame 1999: some long line of a crash dump\nthe last words\n")
 
 
 def test_rootlessport_s_start_error_keeps_its_exit_status_as_cause(fake_rootlessport, netns):
